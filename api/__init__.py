@@ -1,0 +1,1 @@
+"""Entry point of the online API (``recsys serve``): FastAPI over ``recsys.serving``."""

@@ -1,0 +1,1 @@
+"""The ``recsys`` command: one parser that dispatches to the entry points."""

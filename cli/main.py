@@ -1,0 +1,134 @@
+"""``recsys``: argument parsing and the one place where errors become a line and an exit code."""
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+# implicit parallelises ALS itself; a BLAS thread pool on top oversubscribes (implicit README).
+# Must be set before numpy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recsys", description="Two-stage recommender service.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="prepare a dataset directory").add_subparsers(
+        dest="data_command", required=True
+    )
+    s = data.add_parser("synth", help="generate a synthetic streaming log")
+    s.add_argument("out_dir", type=Path)
+    s.add_argument("--users", type=int, default=5000)
+    s.add_argument("--items", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    m = data.add_parser("movielens", help="convert a MovieLens folder")
+    m.add_argument("src_dir", type=Path)
+    m.add_argument("out_dir", type=Path)
+
+    b = sub.add_parser("build", help="run the offline job")
+    b.add_argument("data_dir", type=Path)
+    b.add_argument("--artifacts", type=Path, required=True)
+    b.add_argument("--redis-url")
+
+    e = sub.add_parser("eval", help="hold out, build, score, write a report")
+    e.add_argument("data_dir", type=Path)
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--protocol", choices=["leave-last-out", "temporal"], default="leave-last-out")
+    e.add_argument("--redis-url")
+
+    v = sub.add_parser("serve", help="run the API")
+    v.add_argument("--artifacts", type=Path, required=True)
+    v.add_argument("--host")
+    v.add_argument("--port", type=int)
+    v.add_argument("--redis-url")
+
+    d = sub.add_parser("demo", help="the whole lifecycle on embedded defaults")
+    d.add_argument("--out", type=Path, default=Path("demo-output"))
+    d.add_argument("--users", type=int, default=4000)
+    d.add_argument("--items", type=int, default=800)
+    return p
+
+
+def _positive(parser: argparse.ArgumentParser, **values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            parser.error(f"--{name} must be at least 1, got {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # imports after parsing: `recsys --help` stays instant
+    from pydantic import ValidationError
+
+    from recsys.config import Settings
+    from recsys.errors import RecsysError
+
+    try:
+        overrides: dict[str, object] = {}
+        if getattr(args, "redis_url", None):
+            overrides["redis_url"] = args.redis_url
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        if args.command == "serve" and (args.host or args.port):
+            serve_cfg = settings.serve.model_copy(
+                update={k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+            )
+            settings = settings.model_copy(update={"serve": serve_cfg})
+        return _run(parser, args, settings)
+    except RecsysError as e:
+        print(f"recsys: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        print(f"recsys: error: invalid setting {where}: {first['msg']}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "object") -> int:
+    from recsys.config import Settings
+
+    assert isinstance(settings, Settings)
+    if args.command == "data" and args.data_command == "synth":
+        _positive(parser, users=args.users, items=args.items)
+        from offline.data import synth
+
+        synth(args.out_dir, args.users, args.items, args.seed)
+    elif args.command == "data":
+        from offline.data import movielens
+
+        movielens(args.src_dir, args.out_dir)
+    elif args.command == "build":
+        from offline.build import build
+
+        build(args.data_dir, args.artifacts, settings)
+    elif args.command == "eval":
+        from eval.run import run_eval
+
+        run_eval(args.data_dir, args.out, args.protocol, settings)
+    elif args.command == "serve":
+        from api.serve import serve
+
+        serve(args.artifacts, settings)
+    elif args.command == "demo":
+        _positive(parser, users=args.users, items=args.items)
+        from cli.demo import demo
+
+        demo(args.out, args.users, args.items, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Entry point of ``recsys eval``: hold out, build, score, write the report."""

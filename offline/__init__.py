@@ -1,0 +1,1 @@
+"""Entry point of the offline job: data preparation and ``recsys build``."""

@@ -1,0 +1,31 @@
+"""``recsys build DATA --artifacts ART``: the nightly job."""
+
+import logging
+from pathlib import Path
+
+from recsys.artifacts import REDIS_DIR
+from recsys.config import Settings
+from recsys.data.load import load_dataset
+from recsys.pipeline import BuildResult, run_build
+from recsys.store.connect import open_redis
+
+log = logging.getLogger(__name__)
+
+
+def build(data_dir: Path, artifacts: Path, settings: Settings) -> BuildResult:
+    dataset = load_dataset(data_dir)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with open_redis(settings.redis_url, artifacts / REDIS_DIR) as (client, url):
+        result = run_build(dataset, artifacts, client, settings)
+    m = result.manifest
+    log.info(
+        "build %s published to %s: %d users x %d candidates (%.0f bytes/user), "
+        "ranker valid NDCG@10 %.4f",
+        result.version,
+        url,
+        m["candidates"]["users_written"],
+        m["candidates"]["candidates_per_user"],
+        m["candidates"]["bytes_per_user"],
+        m["ranker"]["valid_ndcg@10"],
+    )
+    return result

@@ -1,0 +1,1 @@
+"""Stage 1: candidate sources, merged into one list per user."""

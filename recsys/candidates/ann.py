@@ -1,0 +1,64 @@
+"""Maximum-inner-product search over item factors with FAISS.
+
+HNSW's graph is built for metric distances; on raw inner product with varying item norms its
+recall collapses (faiss #1496, hnswlib #74). We use the standard reduction to L2: append
+sqrt(max_norm^2 - ||x||^2) to each item and 0 to each query, so the nearest item in L2 is the
+item with the largest inner product (Bachrach et al. 2014; implicit does the same in utils.py).
+Returned scores are recomputed as exact inner products by the caller.
+"""
+
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from recsys.config import ANNConfig
+
+
+class ItemIndex(Protocol):
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Item indices [n_queries, k], best first, -1 where fewer than k were found."""
+        ...
+
+
+class ExactIndex:
+    """Brute-force inner product: exact, and faster than HNSW on small catalogues."""
+
+    def __init__(self, item_factors: np.ndarray) -> None:
+        self.index = faiss.IndexFlatIP(item_factors.shape[1])
+        self.index.add(np.ascontiguousarray(item_factors, dtype=np.float32))
+        self.n_items = item_factors.shape[0]
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        _, ids = self.index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), min(k, self.n_items)
+        )
+        return ids
+
+
+class HNSWIndex:
+    """IndexHNSWFlat over MIPS-to-L2 augmented item factors."""
+
+    def __init__(self, item_factors: np.ndarray, cfg: ANNConfig) -> None:
+        items = np.ascontiguousarray(item_factors, dtype=np.float32)
+        norms_sq = np.einsum("ij,ij->i", items, items)
+        extra = np.sqrt(np.maximum(norms_sq.max() - norms_sq, 0.0)).astype(np.float32)
+        self.index = faiss.IndexHNSWFlat(items.shape[1] + 1, cfg.hnsw_m, faiss.METRIC_L2)
+        self.index.hnsw.efConstruction = cfg.ef_construction
+        self.index.add(np.hstack([items, extra[:, None]]))
+        self.ef_search = cfg.ef_search
+        self.n_items = items.shape[0]
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        k = min(k, self.n_items)
+        q = np.hstack([queries.astype(np.float32), np.zeros((len(queries), 1), np.float32)])
+        # efSearch below k loses recall and returns -1s (faiss #1244, #1199)
+        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))  # type: ignore[attr-defined]
+        _, ids = self.index.search(np.ascontiguousarray(q), k, params=params)
+        return ids
+
+
+def build_index(item_factors: np.ndarray, cfg: ANNConfig) -> ItemIndex:
+    if cfg.kind == "exact":
+        return ExactIndex(item_factors)
+    return HNSWIndex(item_factors, cfg)

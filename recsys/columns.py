@@ -1,0 +1,31 @@
+"""Every column name the project uses, in one place (RecTools' ``Columns`` idea)."""
+
+from typing import Final
+
+
+class Columns:
+    """Column names of the dataset contract and of derived tables."""
+
+    # dataset contract: interactions
+    user: Final = "user_id"
+    item: Final = "item_id"
+    timestamp: Final = "timestamp"
+    weight: Final = "weight"
+    device: Final = "device"
+    completion: Final = "completion"
+    # dataset contract: items
+    title: Final = "title"
+    genres: Final = "genres"
+    release_ts: Final = "release_ts"
+    duration_min: Final = "duration_min"
+    # derived
+    user_idx: Final = "user_idx"
+    item_idx: Final = "item_idx"
+
+    interactions_required: Final = (user, item, timestamp)
+    interactions_optional: Final = (weight, device, completion)
+    items_required: Final = (item,)
+    items_optional: Final = (title, genres, release_ts, duration_min)
+
+
+UNKNOWN_DEVICE: Final = "unknown"

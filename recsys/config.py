@@ -1,0 +1,133 @@
+"""Typed settings: one ``Settings`` object, built once, passed down.
+
+Every field can be overridden from the environment: ``RECSYS_REDIS_URL``, and nested fields with a
+double underscore, e.g. ``RECSYS_ALS__FACTORS=128`` or ``RECSYS_SERVE__DEADLINE_MS=80``.
+"""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ALSConfig(_Section):
+    """Matrix factorisation (implicit ALS) for stage 1."""
+
+    factors: int = Field(64, ge=2, le=1024, description="Embedding size.")
+    regularization: float = Field(0.05, ge=0.0, description="L2 penalty on factors.")
+    alpha: float = Field(
+        1.0, gt=0.0, description="Confidence scale applied to the weighted matrix."
+    )
+    iterations: int = Field(15, ge=1, le=200, description="ALS sweeps.")
+    bm25_k1: float = Field(
+        100.0, gt=0.0, description="BM25 weighting K1 (implicit.nearest_neighbours)."
+    )
+    bm25_b: float = Field(0.8, ge=0.0, le=1.0, description="BM25 weighting B.")
+    seed: int = Field(42, description="Random seed of the factor initialisation.")
+
+
+class ANNConfig(_Section):
+    """FAISS index over item factors.
+
+    Inner product is searched as L2 over factors augmented with one extra dimension
+    sqrt(max_norm^2 - ||x||^2) (Bachrach et al. 2014), because HNSW loses recall on raw inner
+    product when item norms vary (faiss #1496, hnswlib #74).
+    """
+
+    kind: Literal["hnsw", "exact"] = Field("hnsw", description="HNSW graph, or exact IndexFlatIP.")
+    hnsw_m: int = Field(32, ge=4, le=128, description="HNSW neighbours per node.")
+    ef_construction: int = Field(200, ge=8, description="HNSW build-time beam width.")
+    ef_search: int = Field(600, ge=8, description="HNSW query beam; raised to >= k per search.")
+    batch_size: int = Field(4096, ge=1, description="Users per search batch.")
+
+
+class CandidateConfig(_Section):
+    """Stage 1: how many candidates per user, from which sources."""
+
+    per_user: int = Field(500, ge=10, le=5000, description="Candidates stored per user.")
+    popular_quota: int = Field(
+        50, ge=0, description="Slots reserved for popular items not found by ALS."
+    )
+    history_len: int = Field(20, ge=1, le=200, description="Recent events stored with each user.")
+
+
+class RankerConfig(_Section):
+    """Stage 2: LightGBM LambdaRank on the candidates."""
+
+    label_split: Literal["auto", "temporal", "last-event"] = Field(
+        "auto",
+        description=(
+            "How labels are held out of the training data. temporal: every event after a global "
+            "cut (production logs). last-event: each user's last event (logs where users come in "
+            "short bursts, like MovieLens). auto: temporal when it yields min_label_users users."
+        ),
+    )
+    label_window_frac: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of events after the cut."
+    )
+    min_label_users: int = Field(
+        1000, ge=1, description="auto picks temporal from this many users."
+    )
+    max_train_groups: int = Field(30000, ge=10, description="Requests sampled for training.")
+    negatives_per_request: int = Field(
+        100,
+        ge=1,
+        description=(
+            "Non-label candidates kept per training request (all labels are kept). LambdaRank's "
+            "cost grows with pairs per request; 100 of 500 trains ~5x faster."
+        ),
+    )
+    valid_frac: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Requests held out for early stopping."
+    )
+    num_trees: int = Field(300, ge=1, description="Boosting rounds before early stopping.")
+    num_leaves: int = Field(31, ge=2, description="Leaves per tree.")
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    min_data_in_leaf: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.9, gt=0.0, le=1.0)
+    early_stopping_rounds: int = Field(30, ge=1)
+    seed: int = Field(42)
+
+
+class ServeConfig(_Section):
+    """Online API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    deadline_ms: float = Field(100.0, gt=0.0, description="Answer budget per request.")
+    redis_timeout_ms: float = Field(20.0, gt=0.0, description="Socket timeout of each Redis call.")
+    default_k: int = Field(20, ge=1, le=500)
+    max_events_per_user: int = Field(100, ge=1, description="Cap of the real-time event list.")
+    build_poll_s: float = Field(2.0, gt=0.0, description="How often the API looks for a new build.")
+
+
+class Settings(BaseSettings):
+    """All configuration. Unknown keys are rejected so typos fail loudly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECSYS_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    redis_url: str | None = Field(
+        None, description="Redis to use; unset: start and stop a local redis-server ourselves."
+    )
+    key_prefix: str = Field("recsys", description="Prefix of every Redis key.")
+    keep_builds: int = Field(
+        2, ge=1, description="Builds kept in Redis and on disk (current + previous)."
+    )
+    als: ALSConfig = ALSConfig()
+    ann: ANNConfig = ANNConfig()
+    candidates: CandidateConfig = CandidateConfig()
+    ranker: RankerConfig = RankerConfig()
+    serve: ServeConfig = ServeConfig()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Dataset contract: loading, validation, synthetic data, MovieLens conversion, hold-out splits."""

@@ -1,0 +1,177 @@
+"""Offline evaluation: hold out, build on the rest, score each stage and baseline as served.
+
+Two-stage and stage-1 answers are read back from Redis and ranked by ``recsys.serving``, the code
+the API runs, so the report measures what users would get. Baselines are computed on the same
+training events: popularity (most watched, seen items removed) and plain ALS (exact top-k of the
+same factors, seen items removed).
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import redis
+
+from recsys.columns import Columns
+from recsys.data.dataset import Dataset
+from recsys.data.split import Split, leave_last_out, temporal_split
+from recsys.features import RequestContext
+from recsys.metrics import catalogue_coverage, ranking_metrics_at_k, summarize
+from recsys.pipeline import BuildResult
+from recsys.serving import ServingModel, rank, stage1
+from recsys.store.codec import decode_user_state
+from recsys.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["leave-last-out", "temporal"]
+KS: tuple[int, ...] = (10, 20, 50)
+BATCH = 256
+
+
+def split_for_protocol(interactions: pl.DataFrame, protocol: Protocol) -> Split:
+    if protocol == "leave-last-out":
+        return leave_last_out(interactions)
+    return temporal_split(interactions)
+
+
+@dataclass(frozen=True)
+class TestRequests:
+    users: np.ndarray  # int32 dense user index in the build
+    user_keys: list[str]
+    contexts: list[RequestContext]
+    relevant: list[np.ndarray]  # item indices per user
+
+
+def test_requests(test: pl.DataFrame, build: BuildResult, model: ServingModel) -> TestRequests:
+    """One request per test user with train history, at the time and device of their first
+    held-out event; relevant items are all of their held-out items."""
+    test = test.sort(Columns.timestamp, maintain_order=True)
+    dense = build.users.lookup(test[Columns.user])
+    test = test.with_columns(pl.Series("_u", dense)).filter(pl.col("_u") >= 0)
+    grouped = test.group_by("_u", maintain_order=True).agg(
+        pl.col(Columns.item), pl.col(Columns.timestamp).first(), pl.col(Columns.device).first()
+    )
+    keys = build.users.keys()
+    items = model.items
+    return TestRequests(
+        users=grouped["_u"].to_numpy().astype(np.int32),
+        user_keys=[keys[u] for u in grouped["_u"].to_list()],
+        contexts=[
+            RequestContext(ts=int(t), device=items.device_code(d))
+            for t, d in zip(grouped[Columns.timestamp], grouped[Columns.device], strict=True)
+        ],
+        relevant=[
+            np.array([items.index_of(i) for i in its], dtype=np.int32)
+            for its in grouped[Columns.item].to_list()
+        ],
+    )
+
+
+def _pad(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for j, r in enumerate(rows):
+        out[j, : min(len(r), width)] = r[:width]
+    return out
+
+
+def served_answers(
+    client: redis.Redis, keys: Keys, model: ServingModel, req: TestRequests, k: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(two-stage top-k, stage-1 top-k, all candidates) per request, read back from Redis."""
+    two_stage: list[np.ndarray] = []
+    first: list[np.ndarray] = []
+    candidates: list[np.ndarray] = []
+    for start in range(0, len(req.users), BATCH):
+        user_keys = req.user_keys[start : start + BATCH]
+        pipe = client.pipeline(transaction=False)
+        for u in user_keys:
+            pipe.get(keys.user_state(model.version, u))
+        blobs = pipe.execute()
+        states = []
+        for u, blob in zip(user_keys, blobs, strict=True):
+            if blob is None:
+                raise RuntimeError(f"build {model.version} has no state for user {u}")
+            states.append(decode_user_state(blob))
+        ranked = rank(model, states, req.contexts[start : start + BATCH], k)
+        two_stage.extend(r.item_idx for r in ranked)
+        first.extend(stage1(s, k).item_idx for s in states)
+        candidates.extend(s.cand_item for s in states)
+    return _pad(two_stage, k), _pad(first, k), candidates
+
+
+def als_top_k(build: BuildResult, users: np.ndarray, k: int) -> np.ndarray:
+    """Plain ALS: exact inner-product top-k over the whole catalogue, seen items removed."""
+    f = build.stage1.factors
+    seen = build.stage1.seen
+    out = np.empty((len(users), k), dtype=np.int64)
+    for start in range(0, len(users), 1024):
+        u = users[start : start + 1024]
+        scores = f.user[u] @ f.item.T
+        rows, cols = seen[u].nonzero()
+        scores[rows, cols] = -np.inf
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        out[start : start + len(u)] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def popularity_top_k(build: BuildResult, users: np.ndarray, k: int) -> np.ndarray:
+    """Most watched of all time (not the serving fallback's 'popular now'), seen items removed."""
+    seen = build.stage1.seen
+    popular = np.argsort(-build.stage1.items.pop_all, kind="stable").astype(np.int64)
+    rows = []
+    for u in users:
+        user_seen = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+        pool = popular[: k + len(user_seen)]
+        rows.append(pool[~np.isin(pool, user_seen)][:k])
+    return _pad(rows, k)
+
+
+def score(recommended: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in KS:
+        m = ranking_metrics_at_k(recommended, relevant, k)
+        out[f"ndcg@{k}"] = round(summarize(m["ndcg"]), 5)
+        out[f"hr@{k}"] = round(summarize(m["hit_rate"]), 5)
+        out[f"recall@{k}"] = round(summarize(m["recall"]), 5)
+        out[f"mrr@{k}"] = round(summarize(m["mrr"]), 5)
+    out[f"coverage@{KS[0]}"] = round(catalogue_coverage(recommended, KS[0], n_items), 5)
+    return out
+
+
+def evaluate_build(
+    split: Split, build: BuildResult, model: ServingModel, client: redis.Redis, keys: Keys
+) -> dict[str, Any]:
+    req = test_requests(split.test, build, model)
+    if len(req.users) == 0:
+        raise RuntimeError("no test user has training history; nothing to evaluate")
+    k = max(KS)
+    two_stage, first, candidates = served_answers(client, keys, model, req, k)
+    n_items = model.items.n_items
+    cand_recall = summarize(
+        ranking_metrics_at_k(
+            _pad(candidates, max(map(len, candidates))), req.relevant, max(map(len, candidates))
+        )["recall"]
+    )
+    return {
+        "protocol": split.protocol,
+        "users": len(req.users),
+        "results": {
+            "popularity": score(popularity_top_k(build, req.users, k), req.relevant, n_items),
+            "als": score(als_top_k(build, req.users, k), req.relevant, n_items),
+            "stage1": score(first, req.relevant, n_items),
+            "two_stage": score(two_stage, req.relevant, n_items),
+        },
+        "candidates": {
+            "per_user": round(float(np.mean([len(c) for c in candidates])), 1),
+            "recall": round(cand_recall, 5),
+        },
+    }
+
+
+def train_dataset(dataset: Dataset, split: Split) -> Dataset:
+    return Dataset(interactions=split.train, items=dataset.items)

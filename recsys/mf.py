@@ -1,0 +1,55 @@
+"""Stage-1 embeddings: implicit ALS on BM25-weighted interactions."""
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.nearest_neighbours import bm25_weight
+from threadpoolctl import threadpool_limits
+
+from recsys.config import ALSConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Factors:
+    user: np.ndarray  # float32 [n_users, d]
+    item: np.ndarray  # float32 [n_items, d]
+
+
+def interaction_matrix(
+    user_idx: np.ndarray, item_idx: np.ndarray, weight: np.ndarray, n_users: int, n_items: int
+) -> sp.csr_matrix:
+    """users x items CSR of summed weights (repeat views add up)."""
+    m = sp.coo_matrix(
+        (weight.astype(np.float32), (user_idx, item_idx)), shape=(n_users, n_items)
+    ).tocsr()
+    m.sum_duplicates()
+    return m
+
+
+def fit_als(user_items: sp.csr_matrix, cfg: ALSConfig, show_progress: bool = False) -> Factors:
+    """Fit ALS; BLAS is held to one thread because implicit parallelises itself and
+    oversubscription costs far more than it gains (implicit README)."""
+    weighted = bm25_weight(user_items.T.tocsr(), K1=cfg.bm25_k1, B=cfg.bm25_b).T.tocsr()
+    # faiss-cpu bundles an OpenMP OpenBLAS that implicit's check (run in the constructor) counts
+    # as multi-threaded; ALS runs on numpy's and scipy's BLAS, held to one thread below.
+    with threadpool_limits(1, "blas"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="OpenBLAS is configured", category=RuntimeWarning)
+        model = AlternatingLeastSquares(
+            factors=cfg.factors,
+            regularization=cfg.regularization,
+            alpha=cfg.alpha,
+            iterations=cfg.iterations,
+            random_state=cfg.seed,
+            calculate_training_loss=False,
+        )
+        model.fit(weighted.astype(np.float32), show_progress=show_progress)
+    return Factors(
+        user=np.ascontiguousarray(model.user_factors, dtype=np.float32),
+        item=np.ascontiguousarray(model.item_factors, dtype=np.float32),
+    )

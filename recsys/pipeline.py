@@ -1,0 +1,246 @@
+"""The offline job, stage by stage. Read top to bottom: this is the order things happen in.
+
+1. index ids                      5. stage 1 on all events -> candidates -> Redis (new version)
+2. hold out labels                6. artifacts/<version>/ (ranker, item table, manifest)
+3. stage 1 on history only        7. flip the Redis pointer to the new version, last
+4. training set -> LambdaRank     8. remove builds beyond ``keep_builds``
+
+Serving never sees a half-written build: keys of a new version are invisible until the pointer
+flips, and a build that fails removes what it wrote.
+"""
+
+import logging
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import redis
+from tqdm import tqdm
+
+from recsys.artifacts import RANKER_FILE, write_manifest
+from recsys.candidates.ann import build_index
+from recsys.candidates.generate import generate_candidates
+from recsys.columns import Columns
+from recsys.config import Settings
+from recsys.data.dataset import Dataset
+from recsys.errors import BuildError
+from recsys.events_index import IndexedEvents, index_events
+from recsys.features import FEATURE_NAMES
+from recsys.history import UserHistory
+from recsys.ids import IdIndex
+from recsys.items import ItemTable, build_item_table, device_vocabulary
+from recsys.mf import Factors, fit_als, interaction_matrix
+from recsys.progress import StageTimer
+from recsys.ranking.labels import split_for_labels
+from recsys.ranking.ranker import Ranker, TrainResult, train_ranker
+from recsys.ranking.training_set import build_training_set, label_requests
+from recsys.store.codec import encode_user_state
+from recsys.store.keys import Keys
+from recsys.store.user_store import BuildWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage1:
+    """A fitted stage 1: factors, what each user has seen, and the item index over the factors."""
+
+    factors: Factors
+    seen: Any  # scipy csr users x items
+    items: ItemTable
+    history: UserHistory
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    users: IdIndex
+    stage1: Stage1
+
+
+def new_build_version() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def fit_stage1(
+    events: IndexedEvents,
+    n_users: int,
+    catalogue: pl.DataFrame,
+    devices: list[str],
+    as_of_ts: int,
+    settings: Settings,
+    events_df: pl.DataFrame,
+) -> Stage1:
+    seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
+    factors = fit_als(seen, settings.als)
+    items = build_item_table(catalogue, events_df, events.item, factors.item, as_of_ts, devices)
+    history = UserHistory.from_events(
+        events.user, events.item, events.ts, events.device, events.completion, n_users
+    )
+    return Stage1(factors=factors, seen=seen, items=items, history=history)
+
+
+def train_stage2(
+    dataset: Dataset,
+    users: IdIndex,
+    item_ids: IdIndex,
+    devices: list[str],
+    settings: Settings,
+    timer: StageTimer,
+) -> tuple[TrainResult, dict[str, Any]]:
+    with timer.stage("hold out labels"):
+        split = split_for_labels(dataset.interactions, settings.ranker)
+        hist = index_events(split.history, users, item_ids, devices)
+        labels = index_events(split.labels, users, item_ids, devices)
+        if len(labels) == 0:
+            raise BuildError(
+                "no label events: every user has fewer than 2 events, cannot train a ranker"
+            )
+    with timer.stage("stage 1 on history"):
+        as_of = int(hist.ts.max())
+        stage1 = fit_stage1(
+            hist, len(users), dataset.items, devices, as_of, settings, split.history
+        )
+        index = build_index(stage1.factors.item, settings.ann)
+    with timer.stage("training set"):
+        requests = label_requests(labels, settings.ranker.max_train_groups, settings.ranker.seed)
+        training = build_training_set(
+            requests, stage1.factors, stage1.seen, stage1.history, stage1.items, index, settings
+        )
+        if len(training.group_sizes) < 2:
+            raise BuildError(
+                f"only {len(training.group_sizes)} requests have a label among their candidates; "
+                "need more users or more events to train a ranker"
+            )
+    with timer.stage("train ranker"):
+        result = train_ranker(training, settings.ranker)
+    info = {
+        "label_split": split.mode,
+        "cut_ts": split.cut_ts,
+        "label_users": len(requests.users),
+        "groups_with_label": len(training.group_sizes),
+        "rows": result.n_rows,
+        "train_groups": result.n_train_groups,
+        "valid_groups": result.n_valid_groups,
+        "best_iteration": result.best_iteration,
+        "valid_ndcg@10": round(result.valid_ndcg_at_10, 5),
+        "features": list(FEATURE_NAMES),
+        "feature_importance_gain": Ranker(result.booster).feature_importance(),
+    }
+    log.info(
+        "ranker: %s groups, valid NDCG@10 %.4f at %d trees",
+        info["train_groups"],
+        result.valid_ndcg_at_10,
+        result.best_iteration,
+    )
+    return result, info
+
+
+def write_candidates(
+    writer: BuildWriter, stage1: Stage1, users: IdIndex, settings: Settings
+) -> dict[str, Any]:
+    index = build_index(stage1.factors.item, settings.ann)
+    user_keys = users.keys()
+    all_users = np.arange(len(users), dtype=np.int32)
+    n_bytes = 0
+    n_cands = 0
+
+    def states() -> Any:
+        nonlocal n_bytes, n_cands
+        for batch in generate_candidates(
+            all_users,
+            stage1.factors.user,
+            stage1.factors.item,
+            stage1.seen,
+            index,
+            stage1.items.popular,
+            settings.candidates,
+            settings.ann.batch_size,
+        ):
+            for j, u in enumerate(batch.users):
+                state = stage1.history.state(int(u), *batch.row(j), settings.candidates.history_len)
+                blob = encode_user_state(state)
+                n_bytes += len(blob)
+                n_cands += len(state.cand_item)
+                yield user_keys[u], blob
+
+    start = time.perf_counter()
+    with tqdm(total=len(users), unit="user", desc="candidates -> redis", leave=False) as bar:
+        for written in writer.write(states()):
+            bar.update(written)
+    elapsed = time.perf_counter() - start
+    return {
+        "users_written": len(users),
+        "bytes_per_user": round(n_bytes / max(len(users), 1), 1),
+        "candidates_per_user": round(n_cands / max(len(users), 1), 1),
+        "users_per_s": round(len(users) / max(elapsed, 1e-9), 1),
+        "index": settings.ann.kind,
+    }
+
+
+def run_build(
+    dataset: Dataset, artifacts_root: Path, client: redis.Redis, settings: Settings
+) -> BuildResult:
+    timer = StageTimer("build")
+    version = new_build_version()
+    keys = Keys(settings.key_prefix)
+    writer = BuildWriter(client, keys, version)
+    staging = artifacts_root / f".staging-{version}"
+    final = artifacts_root / version
+    try:
+        with timer.stage("index ids"):
+            users = IdIndex.from_values(dataset.interactions[Columns.user])
+            item_ids = IdIndex(dataset.items[Columns.item])
+            devices = device_vocabulary(dataset.interactions)
+            events = index_events(dataset.interactions, users, item_ids, devices)
+        train_result, ranker_info = train_stage2(dataset, users, item_ids, devices, settings, timer)
+        with timer.stage("stage 1 on all events"):
+            stage1 = fit_stage1(
+                events,
+                len(users),
+                dataset.items,
+                devices,
+                int(events.ts.max()),
+                settings,
+                dataset.interactions,
+            )
+        with timer.stage("candidates -> redis"):
+            cand_info = write_candidates(writer, stage1, users, settings)
+        with timer.stage("artifacts"):
+            staging.mkdir(parents=True, exist_ok=False)
+            Ranker(train_result.booster).save(staging / RANKER_FILE, train_result.best_iteration)
+            stage1.items.save(staging)
+            manifest = {
+                "build_version": version,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "data": {
+                    "users": len(users),
+                    "items": dataset.items.height,
+                    "events": dataset.interactions.height,
+                    "first_ts": int(events.ts.min()),
+                    "last_ts": int(events.ts.max()),
+                },
+                "candidates": cand_info,
+                "ranker": ranker_info,
+                "config": settings.model_dump(mode="json", exclude={"redis_url"}),
+            }
+            write_manifest(staging, manifest)
+            staging.rename(final)
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    with timer.stage("publish"):
+        removed = writer.publish(settings.keep_builds)
+        for old in removed:
+            shutil.rmtree(artifacts_root / old, ignore_errors=True)
+    manifest["timings_s"] = timer.timings_s
+    write_manifest(final, manifest)
+    return BuildResult(version=version, path=final, manifest=manifest, users=users, stage1=stage1)

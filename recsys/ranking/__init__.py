@@ -1,0 +1,1 @@
+"""Stage 2: labels, training set and the LambdaRank ranker."""

@@ -1,0 +1,113 @@
+"""From a user's stored state to a ranked answer: the request path, minus HTTP and Redis I/O.
+
+The API calls it for one user per request; evaluation calls it for batches of users. Both get the
+same answers because this is the only code that turns candidates into recommendations.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from recsys.artifacts import RANKER_FILE, read_manifest
+from recsys.features import RequestContext, build_features
+from recsys.items import ItemTable
+from recsys.ranking.ranker import Ranker
+from recsys.store.codec import UserState
+from recsys.store.events import WatchEvent
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """Everything of one build that lives in the API process's memory."""
+
+    version: str
+    items: ItemTable
+    ranker: Ranker
+    history_len: int
+
+    @classmethod
+    def load(cls, artifacts_root: Path, version: str) -> "ServingModel":
+        path = artifacts_root / version
+        manifest = read_manifest(path)
+        return cls(
+            version=version,
+            items=ItemTable.load(path),
+            ranker=Ranker.load(path / RANKER_FILE),
+            history_len=int(manifest["config"]["candidates"]["history_len"]),
+        )
+
+
+@dataclass(frozen=True)
+class Ranked:
+    item_idx: np.ndarray  # int32 [<= k]
+    scores: np.ndarray  # float32 [<= k]
+
+
+def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingModel) -> UserState:
+    """Fold real-time events into a stored state: watched items leave the candidates and join
+    the history, so a watch changes the very next answer."""
+    if not events:
+        return state
+    items = model.items
+    idx = np.array([items.index_of(e.item_id) for e in events], dtype=np.int32)
+    ts = np.array([e.timestamp for e in events], dtype=np.int64)
+    newer = ts > (state.hist_ts[-1] if len(state.hist_ts) else -1)
+    keep = ~np.isin(state.cand_item, idx)
+    hist_len = model.history_len
+    completion = np.array(
+        [np.nan if e.completion is None else e.completion for e in events], dtype=np.float32
+    )
+    device = np.array([items.device_code(e.device) for e in events], dtype=np.uint8)
+    return replace(
+        state,
+        cand_item=state.cand_item[keep],
+        cand_score=state.cand_score[keep],
+        cand_sources=state.cand_sources[keep],
+        hist_item=np.concatenate([state.hist_item, idx[newer]])[-hist_len:],
+        hist_ts=np.concatenate([state.hist_ts, ts[newer]])[-hist_len:],
+        hist_device=np.concatenate([state.hist_device, device[newer]])[-hist_len:],
+        hist_completion=np.concatenate([state.hist_completion, completion[newer]])[-hist_len:],
+        n_events=state.n_events + int(newer.sum()),
+    )
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k best scores, best first (ties keep the earlier, stage-1 position)."""
+    if len(scores) <= k:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def rank(
+    model: ServingModel, states: Sequence[UserState], contexts: Sequence[RequestContext], k: int
+) -> list[Ranked]:
+    """Two-stage answers: every candidate scored by the ranker, the top k kept."""
+    if not states:
+        return []
+    scores = model.ranker.score(build_features(states, contexts, model.items))
+    out, start = [], 0
+    for s in states:
+        n = len(s.cand_item)
+        part = scores[start : start + n]
+        best = top_k(part, k)
+        out.append(Ranked(s.cand_item[best], part[best]))
+        start += n
+    return out
+
+
+def stage1(state: UserState, k: int) -> Ranked:
+    """Stage-1 order (candidates are stored best first): the answer when ranking can't run."""
+    return Ranked(state.cand_item[:k], state.cand_score[:k])
+
+
+def popular(model: ServingModel, k: int, exclude: Sequence[WatchEvent] = ()) -> Ranked:
+    """Most popular items (recent first), minus anything the caller has just watched."""
+    pool = model.items.popular[: k + len(exclude)]
+    if exclude:
+        seen = np.array([model.items.index_of(e.item_id) for e in exclude], dtype=np.int32)
+        pool = pool[~np.isin(pool, seen)]
+    pool = pool[:k]
+    return Ranked(pool, model.items.pop_recent[pool])

@@ -1,0 +1,29 @@
+"""Redis key names. The user id sits in a ``{hash tag}`` so that a user's candidates and events
+land in one Redis Cluster slot: one pipelined round trip per request even on a cluster."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "recsys"
+
+    @property
+    def current(self) -> str:
+        """Holds the version of the build that serving should use; written last by a build."""
+        return f"{self.prefix}:current"
+
+    @property
+    def builds(self) -> str:
+        """Sorted set of published builds, scored by publish time, for clean-up."""
+        return f"{self.prefix}:builds"
+
+    def user_state(self, build_version: str, user_id: str) -> str:
+        return f"{self.prefix}:b:{build_version}:u:{{{user_id}}}"
+
+    def build_pattern(self, build_version: str) -> str:
+        return f"{self.prefix}:b:{build_version}:*"
+
+    def events(self, user_id: str) -> str:
+        """Real-time events of a user (build-independent, capped list, newest first)."""
+        return f"{self.prefix}:ev:{{{user_id}}}"

@@ -1,0 +1,124 @@
+"""Reading and writing per-user state in Redis.
+
+Offline writes go through pipelines of ``batch_size`` SETs (FACTS: pipelining is ~5x the
+throughput of one round trip per key). Online reads fetch the user's build state and real-time
+events in one pipelined round trip.
+"""
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+
+from recsys.store.events import WatchEvent
+from recsys.store.keys import Keys
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """Raw Redis answer for one user: the build's packed state (None: unknown user) and events."""
+
+    state: bytes | None
+    events: list[WatchEvent]
+
+
+def _text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _events(raw: list[bytes]) -> list[WatchEvent]:
+    # stored newest first (LPUSH); callers want oldest first
+    return [WatchEvent.from_bytes(r) for r in reversed(raw)]
+
+
+class BuildWriter:
+    """Writes one build's user states, publishes it, and removes builds past ``keep``."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, build_version: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.build_version = build_version
+
+    def write(self, states: Iterable[tuple[str, bytes]], batch_size: int = 1000) -> Iterator[int]:
+        """Write (user_id, packed state) pairs; yields the number written after each batch."""
+        pipe = self.client.pipeline(transaction=False)
+        pending = 0
+        for user_id, blob in states:
+            pipe.set(self.keys.user_state(self.build_version, user_id), blob)
+            pending += 1
+            if pending == batch_size:
+                pipe.execute()
+                yield pending
+                pending = 0
+        if pending:
+            pipe.execute()
+            yield pending
+
+    def publish(self, keep: int) -> list[str]:
+        """Flip the current-build pointer to this build, then delete builds beyond ``keep``.
+
+        The pointer is written last, so a reader never sees a half-written build. Returns the
+        versions removed."""
+        self.client.zadd(self.keys.builds, {self.build_version: time.time()})
+        self.client.set(self.keys.current, self.build_version)
+        versions = [_text(v) for v in self.client.zrevrange(self.keys.builds, 0, -1)]
+        removed = versions[keep:]
+        for version in removed:
+            delete_build(self.client, self.keys, version)
+        return removed
+
+    def abort(self) -> None:
+        """Remove whatever this build wrote (a failed build leaves nothing behind)."""
+        delete_build(self.client, self.keys, self.build_version)
+
+
+def delete_build(client: redis.Redis, keys: Keys, build_version: str) -> int:
+    """Delete every key of a build with SCAN + UNLINK (non-blocking on the server)."""
+    deleted = 0
+    batch: list[str | bytes] = []
+    for key in client.scan_iter(match=keys.build_pattern(build_version), count=5000):
+        batch.append(key)
+        if len(batch) == 5000:
+            deleted += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += client.unlink(*batch)
+    client.zrem(keys.builds, build_version)
+    return deleted
+
+
+def current_build(client: redis.Redis, keys: Keys) -> str | None:
+    raw = client.get(keys.current)
+    return _text(raw) if raw is not None else None
+
+
+def read_user(
+    client: redis.Redis, keys: Keys, build_version: str, user_id: str, n_events: int
+) -> UserRecord:
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.user_state(build_version, user_id))
+    pipe.lrange(keys.events(user_id), 0, n_events - 1)
+    state, events = pipe.execute()
+    return UserRecord(state=state, events=_events(events))
+
+
+async def read_user_async(
+    client: aioredis.Redis, keys: Keys, build_version: str, user_id: str, n_events: int
+) -> UserRecord:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(keys.user_state(build_version, user_id))
+        pipe.lrange(keys.events(user_id), 0, n_events - 1)
+        state, events = await pipe.execute()
+    return UserRecord(state=state, events=_events(events))
+
+
+async def append_event_async(
+    client: aioredis.Redis, keys: Keys, user_id: str, event: WatchEvent, cap: int
+) -> None:
+    key = keys.events(user_id)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.lpush(key, event.to_bytes())
+        pipe.ltrim(key, 0, cap - 1)
+        await pipe.execute()

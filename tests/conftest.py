@@ -1,0 +1,48 @@
+"""Shared fixtures. Redis is always a real server: ``RECSYS_REDIS_URL`` if set, else one the
+test session starts from the project's own ``LocalRedis``."""
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from recsys.config import Settings
+from recsys.store.server import LocalRedis
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+ML_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("RECSYS_REDIS_URL")
+    if given:
+        yield given
+        return
+    with LocalRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def small_settings(redis_url: str, **overrides: object) -> Settings:
+    """Small, fast settings under a key prefix of the caller's own."""
+    base: dict[str, object] = {
+        "redis_url": redis_url,
+        "key_prefix": f"test-{secrets.token_hex(4)}",
+        "als": {"factors": 16, "iterations": 5},
+        "ann": {"hnsw_m": 16, "ef_construction": 64, "ef_search": 128},
+        "candidates": {"per_user": 60, "popular_quota": 10, "history_len": 10},
+        "ranker": {"num_trees": 30, "min_data_in_leaf": 5, "min_label_users": 50},
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
