@@ -5,9 +5,10 @@ double underscore, e.g. ``RECSYS_ALS__FACTORS=128`` or ``RECSYS_SERVE__DEADLINE_
 """
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,15 +96,63 @@ class RankerConfig(_Section):
 
 
 class ServeConfig(_Section):
-    """Online API."""
+    """Online API (``recsys serve``). Env: ``RECSYS_SERVE__<FIELD>``."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "uvicorn worker processes. Each has its own model copy and Redis pool; with more "
+            "than one, metrics are aggregated through PROMETHEUS_MULTIPROC_DIR."
+        ),
+    )
+    artifacts: Path | None = Field(
+        None,
+        description=(
+            "Artifacts directory; `recsys serve` sets it (from --artifacts) for its workers, "
+            "which build their app from the environment."
+        ),
+    )
     deadline_ms: float = Field(100.0, gt=0.0, description="Answer budget per request.")
-    redis_timeout_ms: float = Field(20.0, gt=0.0, description="Socket timeout of each Redis call.")
+    redis_timeout_ms: float = Field(
+        20.0,
+        gt=0.0,
+        description=(
+            "Timeout of each Redis round trip (socket and asyncio); past it the request answers "
+            "from popular items. Keep it well under deadline_ms."
+        ),
+    )
+    redis_pool_size: int = Field(
+        64, ge=1, description="Redis connections per worker; more concurrent requests wait."
+    )
+    rank_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "Threads per worker that build features and run LightGBM (one core each, since "
+            "predict runs with num_threads=1); workers x rank_threads ~ cores."
+        ),
+    )
     default_k: int = Field(20, ge=1, le=500)
     max_events_per_user: int = Field(100, ge=1, description="Cap of the real-time event list.")
     build_poll_s: float = Field(2.0, gt=0.0, description="How often the API looks for a new build.")
+    max_body_bytes: int = Field(
+        4096, ge=256, description="Largest request body accepted; larger ones get a 413."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, GET /recommendations and POST /events require it in the X-API-Key header."
+        ),
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS, e.g. ["https://app.example.com"]; empty: CORS off.',
+    )
 
 
 class Settings(BaseSettings):

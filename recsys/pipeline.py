@@ -18,42 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import redis
 from tqdm import tqdm
 
 from recsys.artifacts import RANKER_FILE, write_manifest
-from recsys.candidates.ann import build_index
 from recsys.candidates.generate import generate_candidates
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.errors import BuildError
-from recsys.events_index import IndexedEvents, index_events
+from recsys.events_index import index_events
 from recsys.features import FEATURE_NAMES
-from recsys.history import UserHistory
 from recsys.ids import IdIndex
-from recsys.items import ItemTable, build_item_table, device_vocabulary
-from recsys.mf import Factors, fit_als, interaction_matrix
+from recsys.items import device_vocabulary
 from recsys.progress import StageTimer
 from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import Ranker, TrainResult, train_ranker
-from recsys.ranking.training_set import build_training_set, label_requests
+from recsys.ranking.training_set import training_data
+from recsys.stage1 import Stage1, fit_stage1
 from recsys.store.codec import encode_user_state
 from recsys.store.keys import Keys
 from recsys.store.user_store import BuildWriter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Stage1:
-    """A fitted stage 1: factors, what each user has seen, and the item index over the factors."""
-
-    factors: Factors
-    seen: Any  # scipy csr users x items
-    items: ItemTable
-    history: UserHistory
 
 
 @dataclass(frozen=True)
@@ -69,27 +56,8 @@ def new_build_version() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def fit_stage1(
-    events: IndexedEvents,
-    n_users: int,
-    catalogue: pl.DataFrame,
-    devices: list[str],
-    as_of_ts: int,
-    settings: Settings,
-    events_df: pl.DataFrame,
-) -> Stage1:
-    seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
-    factors = fit_als(seen, settings.als)
-    items = build_item_table(catalogue, events_df, events.item, factors.item, as_of_ts, devices)
-    history = UserHistory.from_events(
-        events.user, events.item, events.ts, events.device, events.completion, n_users
-    )
-    return Stage1(factors=factors, seen=seen, items=items, history=history)
-
-
 def train_stage2(
     dataset: Dataset,
-    users: IdIndex,
     item_ids: IdIndex,
     devices: list[str],
     settings: Settings,
@@ -97,28 +65,16 @@ def train_stage2(
 ) -> tuple[TrainResult, dict[str, Any]]:
     with timer.stage("hold out labels"):
         split = split_for_labels(dataset.interactions, settings.ranker)
-        hist = index_events(split.history, users, item_ids, devices)
-        labels = index_events(split.labels, users, item_ids, devices)
-        if len(labels) == 0:
+        if split.labels.height == 0:
             raise BuildError(
                 "no label events: every user has fewer than 2 events, cannot train a ranker"
             )
-    with timer.stage("stage 1 on history"):
-        as_of = int(hist.ts.max())
-        stage1 = fit_stage1(
-            hist, len(users), dataset.items, devices, as_of, settings, split.history
+    requests, training = training_data(split, dataset.items, item_ids, devices, settings, timer)
+    if len(training.group_sizes) < 2:
+        raise BuildError(
+            f"only {len(training.group_sizes)} requests have a label among their candidates; "
+            "need more users or more events to train a ranker"
         )
-        index = build_index(stage1.factors.item, settings.ann)
-    with timer.stage("training set"):
-        requests = label_requests(labels, settings.ranker.max_train_groups, settings.ranker.seed)
-        training = build_training_set(
-            requests, stage1.factors, stage1.seen, stage1.history, stage1.items, index, settings
-        )
-        if len(training.group_sizes) < 2:
-            raise BuildError(
-                f"only {len(training.group_sizes)} requests have a label among their candidates; "
-                "need more users or more events to train a ranker"
-            )
     with timer.stage("train ranker"):
         result = train_ranker(training, settings.ranker)
     info = {
@@ -146,7 +102,6 @@ def train_stage2(
 def write_candidates(
     writer: BuildWriter, stage1: Stage1, users: IdIndex, settings: Settings
 ) -> dict[str, Any]:
-    index = build_index(stage1.factors.item, settings.ann)
     user_keys = users.keys()
     all_users = np.arange(len(users), dtype=np.int32)
     n_bytes = 0
@@ -159,7 +114,7 @@ def write_candidates(
             stage1.factors.user,
             stage1.factors.item,
             stage1.seen,
-            index,
+            stage1.index,
             stage1.items.popular,
             settings.candidates,
             settings.ann.batch_size,
@@ -200,16 +155,10 @@ def run_build(
             item_ids = IdIndex(dataset.items[Columns.item])
             devices = device_vocabulary(dataset.interactions)
             events = index_events(dataset.interactions, users, item_ids, devices)
-        train_result, ranker_info = train_stage2(dataset, users, item_ids, devices, settings, timer)
+        train_result, ranker_info = train_stage2(dataset, item_ids, devices, settings, timer)
         with timer.stage("stage 1 on all events"):
             stage1 = fit_stage1(
-                events,
-                len(users),
-                dataset.items,
-                devices,
-                int(events.ts.max()),
-                settings,
-                dataset.interactions,
+                events, dataset.interactions, len(users), dataset.items, devices, settings
             )
         with timer.stage("candidates -> redis"):
             cand_info = write_candidates(writer, stage1, users, settings)

@@ -10,7 +10,7 @@ Generative story
 ----------------
 World. There are 18 genres with a skewed prior. Each of 24 *personas* likes a few genres and has
 a centre in an 8-dimensional "style" space. Each item has 1-3 related genres, a Zipf popularity
-(exponent 1, in random order), a style vector partly set by its main genre, a type (film of
+(exponent 1, in random order of ids), a style vector partly set by its main genre, a type (film of
 80-150 min or episode of 20-50 min, with the share depending on genre) and a release date. About
 88% of the catalogue was released over the past decades, more of it recently. The other 12%
 comes out at a steady rate during the simulated window.
@@ -30,19 +30,20 @@ mobile in the morning and at night.
 
 Choice. Each event first draws a *mood* genre from the user's preference, tilted by the hour
 (kids and family in the morning and afternoon, horror and thriller at night) and by weekend vs.
-weekday. If the user liked the previous title in the same session, the mood often stays in that
-title's genre. Then 64 candidates are proposed: from the mood genre in proportion to popularity,
-from the whole catalogue in proportion to popularity, from titles released in the last 45 days,
-and uniformly at random. One candidate is picked by a Gumbel-max draw over this score::
+weekday. If the user liked the previous title in the same session, the mood stays in one of
+that title's genres 60% of the time. Then 64 candidates are proposed: 40 from the mood genre in
+proportion to popularity, 8 from the whole catalogue in proportion to popularity, 8 from titles
+released in the last 45 days, and 8 uniformly at random. One candidate is picked by a Gumbel-max
+draw over this score::
 
-    style(user) . style(item)              taste that matrix factorisation can learn
+    2.5 style(user) . style(item)          taste that matrix factorisation can learn
     + 0.5 log pref(user, main genre)       long-term genre taste
-    + 0.3 standardised log popularity
-    + 2.0 exp(-age / 14 days)              a boost for new releases; unreleased items excluded
-    + device x film/episode                films on tv, episodes on mobile
-    + 0.6 hour/weekend x genre
-    + 1.0 [shares a genre with the previous title]  if the previous title in this session was
-    + 0.15 style(previous) . style(item)           liked (completion >= 0.5)
+    + 1.2 standardised log popularity      with the popularity-weighted proposals: a heavy head
+    + 1.5 exp(-age / 14 days)              a boost for new releases; unreleased items excluded
+    + 1.6 device x film/episode            films on tv (+0.9), not on mobile (-1.4)
+    + 1.0 hour/weekend x genre             the item's mean genre affinity for this time slot
+    + 1.2 [shares a genre with the previous title]  only if the previous title in this session
+    + 0.3 style(previous) . style(item)             was liked (completion >= 0.5)
 
 Items the user has already watched are excluded. A per-chunk bitmap records them.
 
@@ -279,20 +280,20 @@ def generate_synthetic(
         )
         for first, ss in zip(starts, users_ss.spawn(len(starts)), strict=True)
     ]  # fmt: skip
-    users, items, ts, dev, compl = (np.concatenate(cols) for cols in zip(*parts, strict=True))
-
-    interactions = pl.DataFrame(
-        {
-            Columns.user: pl.Series(users, dtype=pl.Int64),
-            Columns.item: pl.Series(items, dtype=pl.Int64),
-            Columns.timestamp: pl.Series(ts, dtype=pl.Int64),
-            Columns.weight: pl.Series(np.ones(len(users), dtype=np.float32), dtype=pl.Float32),
-            Columns.device: pl.Series(dev, dtype=pl.UInt8).replace_strict(
-                dict(enumerate(DEVICES)), return_dtype=pl.String
-            ),
-            Columns.completion: pl.Series(compl, dtype=pl.Float32),
-        }
-    ).sort([Columns.timestamp, Columns.user])
+    # Sort while the device is still a 1-byte code, then widen it; the chunks' numpy buffers are
+    # shared with polars (no copy), so the peak is about two copies of the compact log.
+    interactions = (
+        pl.concat(parts, rechunk=False)
+        .sort([Columns.timestamp, Columns.user])
+        .select(
+            Columns.user,
+            Columns.item,
+            Columns.timestamp,
+            pl.lit(1.0, dtype=pl.Float32).alias(Columns.weight),
+            pl.col(Columns.device).replace_strict(dict(enumerate(DEVICES)), return_dtype=pl.String),
+            Columns.completion,
+        )
+    )
     return Dataset(interactions=interactions, items=_items_frame(world))
 
 
@@ -358,7 +359,7 @@ def _make_world(rng: np.random.Generator, n_items: int, start_ts: int, days: int
     release[new] = rng.integers(start_ts, window_end, size=int(new.sum()))
 
     # Zipf popularity, in random order of item ids.
-    pop = (1.0 + rng.permutation(n_items)) ** -_ZIPF_EXPONENT
+    pop = np.power(1.0 + rng.permutation(n_items), -_ZIPF_EXPONENT, dtype=np.float64)
     log_pop = np.log(pop)
     log_pop_std = (log_pop - log_pop.mean()) / log_pop.std()
 
@@ -516,12 +517,12 @@ def _simulate_chunk(
     events_per_user: float,
     start_ts: int,
     days: int,
-) -> tuple[I64, I64, I64, U8, F32]:
+) -> pl.DataFrame:
     """Simulate users ``first_user .. first_user+B-1``, one event index at a time.
 
     Users are sorted by their number of events (most first), so the users still active at step
-    ``t`` are a prefix of the chunk and each step works on contiguous slices. Returns flat arrays
-    (user, item, timestamp, device code, completion) for the events that happened.
+    ``t`` are a prefix of the chunk and each step works on contiguous slices. Returns the events
+    that happened: user, item, timestamp (Int64), device code (UInt8), completion (Float32).
     """
     n_items = len(world.primary)
     window_end = start_ts + days * _DAY
@@ -547,7 +548,7 @@ def _simulate_chunk(
     order = np.argsort(-n_events, kind="stable")
     n_events = n_events[order]
     user_ids = (first_user + order).astype(np.int64)
-    persona, logpref, mood_base = persona[order], logpref[order], mood_base[order]
+    logpref, mood_base = logpref[order], mood_base[order]
     user_style, device_logmix = user_style[order], device_logmix[order]
 
     offsets, sess_start = _session_starts(rng, n_events, start_ts, days)
@@ -620,8 +621,15 @@ def _simulate_chunk(
         seen[v, it >> 3] |= (1 << (it & 7)).astype(np.uint8)
 
     keep = out_item >= 0
-    users = np.repeat(user_ids, n_events)[keep]
-    return users, out_item[keep], out_ts[keep], out_dev[keep], out_compl[keep]
+    return pl.DataFrame(
+        {
+            Columns.user: np.repeat(user_ids, n_events)[keep],
+            Columns.item: out_item[keep],
+            Columns.timestamp: out_ts[keep],
+            Columns.device: out_dev[keep],
+            Columns.completion: out_compl[keep],
+        }
+    )
 
 
 def _choose(

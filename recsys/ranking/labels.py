@@ -28,8 +28,15 @@ class LabelSplit:
     cut_ts: int | None  # global cut (temporal), None for per-user cuts
 
 
-def temporal_labels(interactions: pl.DataFrame, label_window_frac: float) -> LabelSplit:
-    cut = int(interactions[Columns.timestamp].quantile(1.0 - label_window_frac, "higher") or 0)
+def temporal_labels(
+    interactions: pl.DataFrame, label_window_frac: float, cut_ts: int | None = None
+) -> LabelSplit:
+    """Labels are every event at or after ``cut_ts`` (default: the last ``label_window_frac``)."""
+    cut = (
+        int(interactions[Columns.timestamp].quantile(1.0 - label_window_frac, "higher") or 0)
+        if cut_ts is None
+        else cut_ts
+    )
     history = interactions.filter(pl.col(Columns.timestamp) < cut)
     labels = interactions.filter(pl.col(Columns.timestamp) >= cut)
     return LabelSplit(history, _unseen(labels, history), "temporal", cut)

@@ -10,17 +10,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
+import polars as pl
 
-from recsys.candidates.ann import ItemIndex
 from recsys.candidates.generate import generate_candidates
+from recsys.columns import Columns
 from recsys.config import Settings
-from recsys.events_index import IndexedEvents
+from recsys.events_index import IndexedEvents, index_events
 from recsys.features import RequestContext, build_features
-from recsys.history import UserHistory
-from recsys.items import ItemTable
-from recsys.mf import Factors
+from recsys.ids import IdIndex
+from recsys.progress import StageTimer
+from recsys.ranking.labels import LabelSplit
 from recsys.ranking.ranker import TrainingSet
+from recsys.stage1 import Stage1, fit_stage1
 from recsys.store.codec import UserState, decode_user_state, encode_user_state
 
 
@@ -30,19 +31,36 @@ class LabelRequests:
     context: list[RequestContext]
     label_offsets: np.ndarray  # int64 [G+1]
     label_items: np.ndarray  # int32 [L]
+    label_grades: np.ndarray  # int32 [L] relevance grade of each label item, 1..3
+
+    def labels_of(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        s, e = self.label_offsets[g], self.label_offsets[g + 1]
+        return self.label_items[s:e], self.label_grades[s:e]
+
+
+def relevance_grades(weight: np.ndarray, completion: np.ndarray) -> np.ndarray:
+    """1 for a watch, 2 for a good one, 3 for a great one.
+
+    Quality is the completion where known (finished titles are great), else the weight relative
+    to the largest weight (a rating), else every watch is equally good."""
+    span = float(weight.max()) if len(weight) else 0.0
+    by_weight = weight / span if span > 0 and weight.min() != weight.max() else np.ones_like(weight)
+    quality = np.where(np.isfinite(completion), completion, by_weight)
+    return (1 + (quality >= 0.5) + (quality >= 0.9)).astype(np.int32)
 
 
 def label_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRequests:
     """One request per labelled user, at the time and on the device of their first label event."""
     order = np.lexsort((labels.ts, labels.user))
     user, item = labels.user[order], labels.item[order]
+    grade = relevance_grades(labels.weight, labels.completion)[order]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], len(user)]
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.permutation(len(starts))[:max_groups])
     starts, ends = starts[pick], ends[pick]
     first = order[starts]
-    label_items = np.concatenate([item[s:e] for s, e in zip(starts, ends, strict=True)])
+    rows = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
     return LabelRequests(
         users=user[starts].astype(np.int32),
         context=[
@@ -50,7 +68,8 @@ def label_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRe
             for t, d in zip(labels.ts[first], labels.device[first], strict=True)
         ],
         label_offsets=np.r_[0, np.cumsum(ends - starts)].astype(np.int64),
-        label_items=label_items.astype(np.int32),
+        label_items=item[rows].astype(np.int32),
+        label_grades=grade[rows],
     )
 
 
@@ -59,29 +78,44 @@ def as_served(state: UserState) -> UserState:
     return decode_user_state(encode_user_state(state))
 
 
-def build_training_set(
-    requests: LabelRequests,
-    factors: Factors,
-    seen: sp.csr_matrix,
-    history: UserHistory,
-    items: ItemTable,
-    index: ItemIndex,
-    settings: Settings,
-) -> TrainingSet:
-    position = {int(u): j for j, u in enumerate(requests.users)}
+def request_states(
+    requests: LabelRequests, stage1: Stage1, settings: Settings
+) -> Iterator[tuple[list[UserState], list[RequestContext], list[int]]]:
+    """The offline side of the request path: (states, contexts, request positions) in batches,
+    each state what Redis would hold for that user had this stage 1 been published."""
+    position = {int(u): g for g, u in enumerate(requests.users)}
+    for batch in generate_candidates(
+        requests.users,
+        stage1.factors.user,
+        stage1.factors.item,
+        stage1.seen,
+        stage1.index,
+        stage1.items.popular,
+        settings.candidates,
+        settings.ann.batch_size,
+    ):
+        states, contexts, groups = [], [], []
+        for j, u in enumerate(batch.users):
+            state = stage1.history.state(int(u), *batch.row(j), settings.candidates.history_len)
+            states.append(as_served(state))
+            g = position[int(u)]
+            contexts.append(requests.context[g])
+            groups.append(g)
+        yield states, contexts, groups
+
+
+def build_training_set(requests: LabelRequests, stage1: Stage1, settings: Settings) -> TrainingSet:
     rng = np.random.default_rng(settings.ranker.seed)
     n_neg = settings.ranker.negatives_per_request
     features: list[np.ndarray] = []
     relevance: list[np.ndarray] = []
     sizes: list[int] = []
-    for states, contexts, labels in _batches(
-        requests, factors, seen, history, items, index, settings, position
-    ):
-        x = build_features(states, contexts, items)
+    for states, contexts, groups in request_states(requests, stage1, settings):
+        x = build_features(states, contexts, stage1.items)
         start = 0
-        for state, label in zip(states, labels, strict=True):
+        for state, g in zip(states, groups, strict=True):
             n = len(state.cand_item)
-            rel = np.isin(state.cand_item, label).astype(np.int32)
+            rel = candidate_relevance(state.cand_item, *requests.labels_of(g))
             if rel.any():
                 keep = sample_negatives(rel, n_neg, rng)
                 features.append(x[start : start + n][keep])
@@ -99,6 +133,18 @@ def build_training_set(
     )
 
 
+def candidate_relevance(
+    candidates: np.ndarray, label_items: np.ndarray, label_grades: np.ndarray
+) -> np.ndarray:
+    """Grade of each candidate: its best label grade, 0 if it is not a label."""
+    rel = np.zeros(len(candidates), dtype=np.int32)
+    order = np.argsort(label_grades, kind="stable")  # later (higher) grades overwrite lower
+    pos = {int(i): int(gr) for i, gr in zip(label_items[order], label_grades[order], strict=True)}
+    for j, c in enumerate(candidates.tolist()):
+        rel[j] = pos.get(c, 0)
+    return rel
+
+
 def sample_negatives(
     relevance: np.ndarray, n_negatives: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -109,40 +155,24 @@ def sample_negatives(
     return np.sort(np.concatenate([np.flatnonzero(relevance > 0), neg]))
 
 
-def _batches(
-    requests: LabelRequests,
-    factors: Factors,
-    seen: sp.csr_matrix,
-    history: UserHistory,
-    items: ItemTable,
-    index: ItemIndex,
+def training_data(
+    split: LabelSplit,
+    catalogue: pl.DataFrame,
+    item_ids: IdIndex,
+    devices: list[str],
     settings: Settings,
-    position: dict[int, int],
-) -> Iterator[tuple[list[UserState], list[RequestContext], list[np.ndarray]]]:
-    cands = generate_candidates(
-        requests.users,
-        factors.user,
-        factors.item,
-        seen,
-        index,
-        items.popular,
-        settings.candidates,
-        settings.ann.batch_size,
-    )
-    for batch in cands:
-        states, contexts, labels = [], [], []
-        for j, u in enumerate(batch.users):
-            g = position[int(u)]
-            cand_item, cand_score, cand_sources = batch.row(j)
-            states.append(
-                as_served(
-                    history.state(
-                        int(u), cand_item, cand_score, cand_sources, settings.candidates.history_len
-                    )
-                )
-            )
-            contexts.append(requests.context[g])
-            labels.append(
-                requests.label_items[requests.label_offsets[g] : requests.label_offsets[g + 1]]
-            )
-        yield states, contexts, labels
+    timer: StageTimer,
+) -> tuple[LabelRequests, TrainingSet]:
+    """Stage 1 fitted on the history side of ``split`` only, then the labelled requests.
+
+    Users are indexed from the history alone: a stage 1 that knew who arrives after the cut
+    would already be reading the future (even ALS's random initialisation would change)."""
+    with timer.stage("stage 1 on history"):
+        users = IdIndex.from_values(split.history[Columns.user])
+        hist = index_events(split.history, users, item_ids, devices)
+        stage1 = fit_stage1(hist, split.history, len(users), catalogue, devices, settings)
+    with timer.stage("training set"):
+        labels = index_events(split.labels, users, item_ids, devices)
+        requests = label_requests(labels, settings.ranker.max_train_groups, settings.ranker.seed)
+        training = build_training_set(requests, stage1, settings)
+    return requests, training
