@@ -40,7 +40,7 @@ def run_eval(
         build = run_build(train_dataset(dataset, split), Path(work) / "artifacts", client, settings)
         try:
             model = ServingModel.load(build.path.parent, build.version)
-            report = evaluate_build(split, build, model, client, keys)
+            report = evaluate_build(split, build, model, client, settings)
         finally:
             delete_build(client, keys, build.version)
             client.delete(keys.current, keys.builds)

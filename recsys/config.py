@@ -47,13 +47,32 @@ class ANNConfig(_Section):
     batch_size: int = Field(4096, ge=1, description="Users per search batch.")
 
 
+class SourceQuotas(_Section):
+    """Slots each candidate source may fill, taken in this order; ALS then fills what is left.
+
+    An item found by several sources takes one slot and remembers every source that found it."""
+
+    als: int = Field(400, ge=0, description="ALS top items through the item index.")
+    item_factors: int = Field(
+        40, ge=0, description="Nearest items (factor cosine) to the user's recent watches."
+    )
+    item_content: int = Field(
+        20, ge=0, description="Nearest items by metadata (genres, title words) to recent watches."
+    )
+    popular: int = Field(25, ge=0, description="Most watched in the last 7 days.")
+    fresh: int = Field(15, ge=0, description="Recent releases, most watched first.")
+
+
 class CandidateConfig(_Section):
     """Stage 1: how many candidates per user, from which sources."""
 
     per_user: int = Field(500, ge=10, le=5000, description="Candidates stored per user.")
-    popular_quota: int = Field(
-        50, ge=0, description="Slots reserved for popular items not found by ALS."
+    quotas: SourceQuotas = SourceQuotas()
+    recent_items: int = Field(
+        5, ge=1, le=50, description="Last watches that seed the item-to-item sources."
     )
+    neighbours: int = Field(30, ge=1, le=500, description="Neighbours kept per item.")
+    fresh_days: int = Field(30, ge=1, description="Released this many days before the build.")
     history_len: int = Field(20, ge=1, le=200, description="Recent events stored with each user.")
 
 
@@ -92,6 +111,7 @@ class RankerConfig(_Section):
     min_data_in_leaf: int = Field(50, ge=1)
     feature_fraction: float = Field(0.9, gt=0.0, le=1.0)
     early_stopping_rounds: int = Field(30, ge=1)
+    num_threads: int = Field(0, ge=0, description="Training threads; 0 = every core.")
     seed: int = Field(42)
 
 

@@ -15,7 +15,11 @@ import numpy as np
 import polars as pl
 import redis
 
+from recsys.candidates.generate import recent_items, seen_keys
+from recsys.candidates.merge import SourceList, merge
+from recsys.candidates.sources import SOURCE_NAMES, UserBatch
 from recsys.columns import Columns
+from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split, leave_last_out, temporal_split
 from recsys.features import RequestContext
@@ -78,13 +82,22 @@ def _pad(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Served:
+    two_stage: np.ndarray  # [U, k] padded
+    stage1: np.ndarray  # [U, k] padded
+    candidates: list[np.ndarray]
+    flags: list[np.ndarray]
+
+
 def served_answers(
     client: redis.Redis, keys: Keys, model: ServingModel, req: TestRequests, k: int
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """(two-stage top-k, stage-1 top-k, all candidates) per request, read back from Redis."""
+) -> Served:
+    """Two-stage and stage-1 top-k, and the candidates, per request, read back from Redis."""
     two_stage: list[np.ndarray] = []
     first: list[np.ndarray] = []
     candidates: list[np.ndarray] = []
+    flags: list[np.ndarray] = []
     for start in range(0, len(req.users), BATCH):
         user_keys = req.user_keys[start : start + BATCH]
         pipe = client.pipeline(transaction=False)
@@ -100,7 +113,8 @@ def served_answers(
         two_stage.extend(r.item_idx for r in ranked)
         first.extend(stage1(s, k).item_idx for s in states)
         candidates.extend(s.cand_item for s in states)
-    return _pad(two_stage, k), _pad(first, k), candidates
+        flags.extend(s.cand_sources for s in states)
+    return Served(_pad(two_stage, k), _pad(first, k), candidates, flags)
 
 
 def als_top_k(build: BuildResult, users: np.ndarray, k: int) -> np.ndarray:
@@ -131,6 +145,55 @@ def popularity_top_k(build: BuildResult, users: np.ndarray, k: int) -> np.ndarra
     return _pad(rows, k)
 
 
+def _recall(rows: list[np.ndarray], relevant: list[np.ndarray]) -> float:
+    width = max(1, max((len(r) for r in rows), default=1))
+    return round(summarize(ranking_metrics_at_k(_pad(rows, width), relevant, width)["recall"]), 5)
+
+
+def candidate_recall(
+    build: BuildResult,
+    req: TestRequests,
+    candidates: list[np.ndarray],
+    candidate_flags: list[np.ndarray],
+    settings: Settings,
+) -> dict[str, Any]:
+    """Recall of held-out items: of the merged candidates, of the part each source found, and
+    of each source's own top ``per_user`` (seen removed) had it filled every slot alone."""
+    stage1 = build.stage1
+    per_user = settings.candidates.per_user
+    n_items = stage1.items.n_items
+    merged_share = {}
+    for spec in stage1.sources:
+        flag = spec.source.flag
+        found = [c[(f & flag) != 0] for c, f in zip(candidates, candidate_flags, strict=True)]
+        merged_share[SOURCE_NAMES[flag]] = {
+            "recall_in_merged": _recall(found, req.relevant),
+            "slots_per_user": round(float(np.mean([len(x) for x in found])), 1),
+        }
+    alone: dict[str, float] = {}
+    for spec in stage1.sources:
+        rows: list[np.ndarray] = []
+        for start in range(0, len(req.users), 1024):
+            users = req.users[start : start + 1024].astype(np.int64)
+            seen_counts = np.diff(stage1.seen.indptr)[users]
+            batch = UserBatch(
+                users=users,
+                factors=stage1.factors.user[users],
+                recent=recent_items(stage1.history, users, settings.candidates.recent_items),
+                max_seen=int(seen_counts.max()),
+            )
+            offered = spec.source.candidates(batch, per_user)
+            lst = SourceList(offered, spec.source.flag, per_user, per_user)
+            merged = merge([lst], seen_keys(stage1.seen, users, n_items), n_items, per_user)
+            rows += np.split(merged.items, merged.offsets[1:-1])
+        alone[SOURCE_NAMES[spec.source.flag]] = _recall(rows, req.relevant)
+    return {
+        "per_user": round(float(np.mean([len(c) for c in candidates])), 1),
+        "recall": _recall(candidates, req.relevant),
+        "sources": {name: {"recall_alone": alone[name], **merged_share[name]} for name in alone},
+    }
+
+
 def score(recommended: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in KS:
@@ -144,32 +207,24 @@ def score(recommended: np.ndarray, relevant: list[np.ndarray], n_items: int) -> 
 
 
 def evaluate_build(
-    split: Split, build: BuildResult, model: ServingModel, client: redis.Redis, keys: Keys
+    split: Split, build: BuildResult, model: ServingModel, client: redis.Redis, settings: Settings
 ) -> dict[str, Any]:
     req = test_requests(split.test, build, model)
     if len(req.users) == 0:
         raise RuntimeError("no test user has training history; nothing to evaluate")
     k = max(KS)
-    two_stage, first, candidates = served_answers(client, keys, model, req, k)
+    served = served_answers(client, Keys(settings.key_prefix), model, req, k)
     n_items = model.items.n_items
-    cand_recall = summarize(
-        ranking_metrics_at_k(
-            _pad(candidates, max(map(len, candidates))), req.relevant, max(map(len, candidates))
-        )["recall"]
-    )
     return {
         "protocol": split.protocol,
         "users": len(req.users),
         "results": {
             "popularity": score(popularity_top_k(build, req.users, k), req.relevant, n_items),
             "als": score(als_top_k(build, req.users, k), req.relevant, n_items),
-            "stage1": score(first, req.relevant, n_items),
-            "two_stage": score(two_stage, req.relevant, n_items),
+            "stage1": score(served.stage1, req.relevant, n_items),
+            "two_stage": score(served.two_stage, req.relevant, n_items),
         },
-        "candidates": {
-            "per_user": round(float(np.mean([len(c) for c in candidates])), 1),
-            "recall": round(cand_recall, 5),
-        },
+        "candidates": candidate_recall(build, req, served.candidates, served.flags, settings),
     }
 
 

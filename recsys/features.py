@@ -23,6 +23,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "stage1_rank",
     "src_als",
     "src_popular",
+    "src_item_factors",
+    "src_item_content",
+    "src_fresh",
+    "n_sources",
     "item_pop_log",
     "item_pop_recent_log",
     "item_age_days",
@@ -39,6 +43,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "item_device_share",
     "sim_last_item",
     "sim_recent_mean",
+    "pop_pct_in_request",
+    "pop_vs_user",
+    "release_vs_user_days",
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("device",)
 
@@ -90,14 +97,20 @@ def build_features(
     sim_last[~has_hist] = np.nan
     sim_mean[~has_hist] = np.nan
 
+    item_pop = items.pop_all[cand]
+    release = items.release_ts[cand]
     columns = (
         score,
         rank,
         (sources & Source.ALS) != 0,
         (sources & Source.POPULAR) != 0,
-        items.pop_all[cand],
+        (sources & Source.ITEM_FACTORS) != 0,
+        (sources & Source.ITEM_CONTENT) != 0,
+        (sources & Source.FRESH) != 0,
+        _popcount(sources),
+        item_pop,
         items.pop_recent[cand],
-        (ts[group] - items.release_ts[cand]) / 86400.0,
+        (ts[group] - release) / 86400.0,
         items.duration_min[cand],
         np.log1p(user.n_events)[group],
         user.hours_since_last[group],
@@ -111,8 +124,23 @@ def build_features(
         items.device_share[cand, device[group]],
         sim_last,
         sim_mean,
+        _percentile_within(item_pop, n_per),
+        item_pop - user.recent_pop[group],
+        (release - user.recent_release[group]) / 86400.0,
     )
     return np.column_stack([np.asarray(c, dtype=np.float32) for c in columns])
+
+
+def _percentile_within(values: np.ndarray, n_per: np.ndarray) -> np.ndarray:
+    """Rank of each value within its request's candidates, 0 (lowest) to 1 (highest)."""
+    out = np.empty(len(values), dtype=np.float32)
+    start = 0
+    for n in n_per.tolist():
+        if n:
+            ranks = np.argsort(np.argsort(values[start : start + n], kind="stable"), kind="stable")
+            out[start : start + n] = ranks / max(n - 1, 1)
+        start += n
+    return out
 
 
 @dataclass(frozen=True)
@@ -127,6 +155,8 @@ class _UserFeatures:
     last_vec: np.ndarray  # float32 [G, d]
     mean_vec: np.ndarray  # float32 [G, d]
     has_history: np.ndarray  # bool [G]
+    recent_pop: np.ndarray  # float32 [G] mean log popularity of recent watches (nan: none)
+    recent_release: np.ndarray  # float64 [G] mean release time of recent watches (nan: unknown)
 
 
 def _user_features(states: Sequence[UserState], ts: np.ndarray, items: ItemTable) -> _UserFeatures:
@@ -135,6 +165,8 @@ def _user_features(states: Sequence[UserState], ts: np.ndarray, items: ItemTable
     last_vec = np.zeros((g, d), dtype=np.float32)
     mean_vec = np.zeros((g, d), dtype=np.float32)
     hours = np.full(g, np.nan, dtype=np.float32)
+    recent_pop = np.full(g, np.nan, dtype=np.float32)
+    recent_release = np.full(g, np.nan, dtype=np.float64)
     completion = np.full(g, np.nan, dtype=np.float32)
     for j, s in enumerate(states):
         known = s.hist_item >= 0
@@ -145,6 +177,10 @@ def _user_features(states: Sequence[UserState], ts: np.ndarray, items: ItemTable
         if np.isfinite(recent_c).any():
             completion[j] = np.nanmean(recent_c)
         if len(hist):
+            recent_pop[j] = items.pop_all[hist].mean()
+            released = items.release_ts[hist]
+            if np.isfinite(released).any():
+                recent_release[j] = np.nanmean(released)
             recent_masks[j, : len(hist)] = items.genre_mask[hist]
             vecs = items.factors_normed[hist[-SIM_N:]]
             last_vec[j] = vecs[-1]
@@ -167,6 +203,8 @@ def _user_features(states: Sequence[UserState], ts: np.ndarray, items: ItemTable
         last_vec=last_vec,
         mean_vec=mean_vec,
         has_history=n_recent > 0,
+        recent_pop=recent_pop,
+        recent_release=recent_release,
     )
 
 

@@ -22,7 +22,6 @@ import redis
 from tqdm import tqdm
 
 from recsys.artifacts import RANKER_FILE, write_manifest
-from recsys.candidates.generate import generate_candidates
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
@@ -109,16 +108,7 @@ def write_candidates(
 
     def states() -> Any:
         nonlocal n_bytes, n_cands
-        for batch in generate_candidates(
-            all_users,
-            stage1.factors.user,
-            stage1.factors.item,
-            stage1.seen,
-            stage1.index,
-            stage1.items.popular,
-            settings.candidates,
-            settings.ann.batch_size,
-        ):
+        for batch in stage1.candidates(all_users, settings):
             for j, u in enumerate(batch.users):
                 state = stage1.history.state(int(u), *batch.row(j), settings.candidates.history_len)
                 blob = encode_user_state(state)

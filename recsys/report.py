@@ -45,10 +45,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     cand = report["candidates"]
     lines += [
         "",
-        f"Candidates: {cand['per_user']:.0f} per user; recall of held-out items among them:"
-        f" **{cand['recall']:.4f}** (the ceiling of stage 2).",
+        "## Candidates (stage 1)",
         "",
+        f"{cand['per_user']:.0f} candidates per user; recall of held-out items among them:"
+        f" **{cand['recall']:.4f}**, the ceiling of stage 2.",
+        "",
+        "| source | recall, source alone (top per_user) | recall of its part of the merge "
+        "| slots per user in the merge |",
+        "|---|---:|---:|---:|",
     ]
+    for name, row in cand.get("sources", {}).items():
+        lines.append(
+            f"| {name} | {row['recall_alone']:.4f} | {row['recall_in_merged']:.4f} "
+            f"| {row['slots_per_user']:.1f} |"
+        )
+    lines.append("")
     ranker = report.get("ranker")
     if ranker:
         lines += [

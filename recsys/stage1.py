@@ -1,11 +1,17 @@
 """A fitted stage 1: ALS factors, what each user has seen, the item table and index over them."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.candidates.ann import ItemIndex, build_index
+from recsys.candidates.ann import build_index
+from recsys.candidates.generate import CandidateBatch, SourceSpec, generate_candidates
+from recsys.candidates.neighbours import content_neighbours, factor_neighbours
+from recsys.candidates.sources import AlsSource, ItemToItemSource, RankedListSource, Source
+from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.events_index import IndexedEvents
 from recsys.history import UserHistory
@@ -19,7 +25,44 @@ class Stage1:
     seen: sp.csr_matrix  # users x items, summed weights
     items: ItemTable
     history: UserHistory
-    index: ItemIndex
+    sources: list[SourceSpec]
+
+    def candidates(self, users: np.ndarray, settings: Settings) -> Iterator[CandidateBatch]:
+        return generate_candidates(
+            users,
+            self.factors.user,
+            self.factors.item,
+            self.seen,
+            self.history,
+            self.sources,
+            settings.candidates,
+            settings.ann.batch_size,
+        )
+
+
+def fresh_items(items: ItemTable, days: int) -> np.ndarray:
+    """Items released in the ``days`` before the build, most watched recently first."""
+    age_s = items.as_of_ts - items.release_ts
+    fresh = np.flatnonzero((age_s >= 0) & (age_s <= days * 86400))
+    return fresh[np.lexsort((-items.pop_all[fresh], -items.pop_recent[fresh]))].astype(np.int32)
+
+
+def build_sources(items: ItemTable, titles: pl.Series, settings: Settings) -> list[SourceSpec]:
+    """The configured source mix; a source with no quota is not even built."""
+    q, m = settings.candidates.quotas, settings.candidates.neighbours
+    specs = [SourceSpec(AlsSource(build_index(items.factors, settings.ann)), q.als)]
+    if q.item_factors:
+        nbrs = factor_neighbours(items.factors_normed, m)
+        specs.append(SourceSpec(ItemToItemSource(nbrs, Source.ITEM_FACTORS), q.item_factors))
+    if q.item_content:
+        nbrs = content_neighbours(items.genre_mask, titles, items.pop_all, m)
+        specs.append(SourceSpec(ItemToItemSource(nbrs, Source.ITEM_CONTENT), q.item_content))
+    if q.popular:
+        specs.append(SourceSpec(RankedListSource(items.popular, Source.POPULAR), q.popular))
+    if q.fresh:
+        fresh = fresh_items(items, settings.candidates.fresh_days)
+        specs.append(SourceSpec(RankedListSource(fresh, Source.FRESH), q.fresh))
+    return specs
 
 
 def fit_stage1(
@@ -38,4 +81,5 @@ def fit_stage1(
     history = UserHistory.from_events(
         events.user, events.item, events.ts, events.device, events.completion, n_users
     )
-    return Stage1(factors, seen, items, history, build_index(factors.item, settings.ann))
+    titles = catalogue[Columns.title].fill_null("")
+    return Stage1(factors, seen, items, history, build_sources(items, titles, settings))

@@ -41,7 +41,12 @@ def small_settings(redis_url: str, **overrides: object) -> Settings:
         "key_prefix": f"test-{secrets.token_hex(4)}",
         "als": {"factors": 16, "iterations": 5},
         "ann": {"hnsw_m": 16, "ef_construction": 64, "ef_search": 128},
-        "candidates": {"per_user": 60, "popular_quota": 10, "history_len": 10},
+        "candidates": {
+            "per_user": 60,
+            "quotas": {"als": 40, "item_factors": 6, "item_content": 4, "popular": 6, "fresh": 4},
+            "neighbours": 10,
+            "history_len": 10,
+        },
         "ranker": {"num_trees": 30, "min_data_in_leaf": 5, "min_label_users": 50},
     }
     base.update(overrides)

@@ -1,23 +1,25 @@
-"""Per-user candidate lists: ALS through the item index, seen items removed, popular quota.
+"""Per-user candidate lists: every source searched for a batch of users at once, merged.
 
 Every candidate's stage-1 score is the exact ALS inner product, whichever source found it, so the
-score means the same thing for every row the ranker sees, and stage-1 order is score order.
+score means the same thing on every row the ranker sees, and stage-1 order is score order.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.candidates.ann import ItemIndex
-from recsys.candidates.sources import Source
+from recsys.candidates.merge import SourceList, merge
+from recsys.candidates.sources import CandidateSource, Source, UserBatch
 from recsys.config import CandidateConfig
+from recsys.history import UserHistory
 
 
 @dataclass(frozen=True)
 class CandidateBatch:
-    """Candidates of a batch of users, flattened: rows of user ``j`` are offsets[j]:offsets[j+1]."""
+    """Candidates of a batch of users, flattened: rows of user ``j`` are offsets[j]:offsets[j+1],
+    best stage-1 score first."""
 
     users: np.ndarray  # int32 [B] dense user indices
     offsets: np.ndarray  # int64 [B+1]
@@ -30,28 +32,25 @@ class CandidateBatch:
         return self.items[s:e], self.scores[s:e], self.sources[s:e]
 
 
-def _merge_one(
-    ann_ids: np.ndarray,
-    seen: np.ndarray,
-    popular: np.ndarray,
-    per_user: int,
-    popular_quota: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """ALS first (up to per_user - quota), then unseen popular items, then more ALS to fill."""
-    ann_ids = ann_ids[ann_ids >= 0]
-    ann_ids = ann_ids[~np.isin(ann_ids, seen, assume_unique=False)]
-    pop = popular[~np.isin(popular, seen)]
-    als_take = ann_ids[: max(per_user - popular_quota, 0)]
-    pop_new = pop[~np.isin(pop, als_take)][: per_user - len(als_take)]
-    chosen = np.concatenate([als_take, pop_new])
-    if len(chosen) < per_user:
-        rest = ann_ids[len(als_take) :]
-        rest = rest[~np.isin(rest, pop_new)]
-        chosen = np.concatenate([chosen, rest[: per_user - len(chosen)]])
-    sources = np.where(np.isin(chosen, ann_ids), Source.ALS, 0) | np.where(
-        np.isin(chosen, pop[: max(popular_quota, 1) * 4]), Source.POPULAR, 0
-    )
-    return chosen.astype(np.int32), sources.astype(np.uint8)
+@dataclass(frozen=True)
+class SourceSpec:
+    source: CandidateSource
+    quota: int
+
+
+def recent_items(history: UserHistory, users: np.ndarray, n: int) -> np.ndarray:
+    """Last ``n`` watched items per user [B, n], oldest first, -1 padded on the left."""
+    ends = history.offsets[users + 1]
+    idx = ends[:, None] - n + np.arange(n)[None, :]
+    valid = idx >= history.offsets[users][:, None]
+    return np.where(valid, history.item[np.clip(idx, 0, max(len(history.item) - 1, 0))], -1)
+
+
+def seen_keys(seen: sp.csr_matrix, users: np.ndarray, n_items: int) -> np.ndarray:
+    """Sorted ``row * n_items + item`` of what each user of the batch has seen."""
+    sub = seen[users]
+    rows = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(sub.indptr))
+    return np.sort(rows * n_items + sub.indices.astype(np.int64))
 
 
 def generate_candidates(
@@ -59,56 +58,44 @@ def generate_candidates(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
     seen: sp.csr_matrix,
-    index: ItemIndex,
-    popular: np.ndarray,
+    history: UserHistory,
+    sources: Sequence[SourceSpec],
     cfg: CandidateConfig,
     batch_size: int,
 ) -> Iterator[CandidateBatch]:
     """Yield candidate batches for ``users`` (dense indices into ``user_factors`` and ``seen``).
 
     Users are searched in batches sorted by how much they have seen, so each batch over-fetches
-    only as much as its heaviest user needs to still have ``per_user`` unseen items.
+    only as much as its heaviest user needs to still have enough unseen items.
     """
     n_items = item_factors.shape[0]
     seen_counts = np.diff(seen.indptr)[users]
     order = np.argsort(seen_counts, kind="stable")
-    pop_pool = popular[: cfg.popular_quota * 4 + 1000]
+    active = [s for s in sources if s.quota > 0 or s.source.flag == Source.ALS]
     for start in range(0, len(users), batch_size):
-        batch_users = users[order[start : start + batch_size]]
-        fetch = min(
-            n_items, cfg.per_user + int(seen_counts[order[start : start + batch_size]].max())
+        pick = order[start : start + batch_size]
+        batch_users = users[pick].astype(np.int64)
+        batch = UserBatch(
+            users=batch_users,
+            factors=user_factors[batch_users],
+            recent=recent_items(history, batch_users, cfg.recent_items),
+            max_seen=int(seen_counts[pick].max()),
         )
-        ann = index.search(user_factors[batch_users], fetch)
-        offsets = [0]
-        items: list[np.ndarray] = []
-        sources: list[np.ndarray] = []
-        for j, u in enumerate(batch_users):
-            user_seen = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
-            chosen, src = _merge_one(ann[j], user_seen, pop_pool, cfg.per_user, cfg.popular_quota)
-            items.append(chosen)
-            sources.append(src)
-            offsets.append(offsets[-1] + len(chosen))
-        flat_items = np.concatenate(items) if items else np.empty(0, np.int32)
-        flat_sources = np.concatenate(sources) if sources else np.empty(0, np.uint8)
-        owner = np.repeat(batch_users, np.diff(offsets))
-        scores = np.einsum("nd,nd->n", item_factors[flat_items], user_factors[owner])
-        offs = np.asarray(offsets, dtype=np.int64)
-        # stage-1 order: by exact score, within each user
-        sorted_items, sorted_scores, sorted_sources = _sort_within(
-            offs, flat_items, scores, flat_sources
+        lists = []
+        for s in active:
+            width = cfg.per_user if s.source.flag == Source.ALS else s.quota
+            found = s.source.candidates(batch, width)
+            lists.append(SourceList(found, s.source.flag, s.quota, width))
+        merged = merge(lists, seen_keys(seen, batch_users, n_items), n_items, cfg.per_user)
+        owner = np.repeat(np.arange(len(batch_users)), np.diff(merged.offsets))
+        scores = np.einsum("nd,nd->n", item_factors[merged.items], batch.factors[owner]).astype(
+            np.float32
         )
+        by_score = np.lexsort((-scores, owner))
         yield CandidateBatch(
             users=batch_users.astype(np.int32),
-            offsets=offs,
-            items=sorted_items,
-            scores=sorted_scores.astype(np.float32),
-            sources=sorted_sources,
+            offsets=merged.offsets,
+            items=merged.items[by_score],
+            scores=scores[by_score],
+            sources=merged.flags[by_score],
         )
-
-
-def _sort_within(
-    offsets: np.ndarray, items: np.ndarray, scores: np.ndarray, sources: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    group = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    order = np.lexsort((-scores, group))
-    return items[order], scores[order], sources[order]

@@ -5,6 +5,7 @@ wrapper's predict is much slower on recent versions (LightGBM #7229) and per-cal
 oversubscribe a threaded server (LightGBM #6464); the API scales with processes instead.
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def train_ranker(ts: TrainingSet, cfg: RankerConfig) -> TrainResult:
         "seed": cfg.seed,
         "deterministic": True,
         "force_row_wise": True,
+        # explicit: left at 0, LightGBM takes OpenMP's default, which another library in the
+        # process can change: after importing implicit, training ran 40x slower (measured here)
+        "num_threads": cfg.num_threads or os.cpu_count() or 1,
         "verbosity": -1,
     }
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from recsys.candidates.generate import generate_candidates
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.events_index import IndexedEvents, index_events
@@ -84,16 +83,7 @@ def request_states(
     """The offline side of the request path: (states, contexts, request positions) in batches,
     each state what Redis would hold for that user had this stage 1 been published."""
     position = {int(u): g for g, u in enumerate(requests.users)}
-    for batch in generate_candidates(
-        requests.users,
-        stage1.factors.user,
-        stage1.factors.item,
-        stage1.seen,
-        stage1.index,
-        stage1.items.popular,
-        settings.candidates,
-        settings.ann.batch_size,
-    ):
+    for batch in stage1.candidates(requests.users, settings):
         states, contexts, groups = [], [], []
         for j, u in enumerate(batch.users):
             state = stage1.history.state(int(u), *batch.row(j), settings.candidates.history_len)
