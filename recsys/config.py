@@ -30,17 +30,30 @@ class ALSConfig(_Section):
     )
     bm25_b: float = Field(0.8, ge=0.0, le=1.0, description="BM25 weighting B.")
     seed: int = Field(42, description="Random seed of the factor initialisation.")
+    warm_start_iterations: int = Field(
+        5,
+        ge=0,
+        description=(
+            "The build fits ALS twice (on history for the ranker, on all events to serve); the "
+            "second starts from the first's item factors and runs this many sweeps. 0: full fit."
+        ),
+    )
 
 
 class ANNConfig(_Section):
-    """FAISS index over item factors.
+    """FAISS index over item factors for the ALS source.
 
     Inner product is searched as L2 over factors augmented with one extra dimension
-    sqrt(max_norm^2 - ||x||^2) (Bachrach et al. 2014), because HNSW loses recall on raw inner
-    product when item norms vary (faiss #1496, hnswlib #74).
+    sqrt(max_norm^2 - ||x||^2) (Bachrach et al. 2014): on raw inner product HNSW found 4-9% of
+    the exact top 500 on our ALS factors (item norms vary 28x), with the augmentation 96-99%.
+    Below ``exact_max_items`` exact batched search is faster than HNSW at recall >= 0.95
+    (docs/BENCHMARKS.md), so ``auto`` uses it there.
     """
 
-    kind: Literal["hnsw", "exact"] = Field("hnsw", description="HNSW graph, or exact IndexFlatIP.")
+    kind: Literal["auto", "hnsw", "exact"] = Field(
+        "auto", description="auto: exact up to exact_max_items, HNSW above."
+    )
+    exact_max_items: int = Field(50_000, ge=0, description="Largest catalogue searched exactly.")
     hnsw_m: int = Field(32, ge=4, le=128, description="HNSW neighbours per node.")
     ef_construction: int = Field(200, ge=8, description="HNSW build-time beam width.")
     ef_search: int = Field(600, ge=8, description="HNSW query beam; raised to >= k per search.")

@@ -19,11 +19,12 @@ from recsys.candidates.generate import recent_items, seen_keys
 from recsys.candidates.merge import SourceList, merge
 from recsys.candidates.sources import SOURCE_NAMES, UserBatch
 from recsys.columns import Columns
-from recsys.config import Settings
+from recsys.config import ALSConfig, Settings
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split, leave_last_out, temporal_split
 from recsys.features import RequestContext
 from recsys.metrics import catalogue_coverage, ranking_metrics_at_k, summarize
+from recsys.mf import fit_als
 from recsys.pipeline import BuildResult
 from recsys.serving import ServingModel, rank, stage1
 from recsys.store.codec import decode_user_state
@@ -117,10 +118,11 @@ def served_answers(
     return Served(_pad(two_stage, k), _pad(first, k), candidates, flags)
 
 
-def als_top_k(build: BuildResult, users: np.ndarray, k: int) -> np.ndarray:
-    """Plain ALS: exact inner-product top-k over the whole catalogue, seen items removed."""
-    f = build.stage1.factors
+def als_top_k(build: BuildResult, users: np.ndarray, k: int, cfg: ALSConfig) -> np.ndarray:
+    """Plain ALS, as a user of implicit would run it: a fresh full fit on the same training
+    events (not the build's warm-started one), exact top-k over the catalogue, seen removed."""
     seen = build.stage1.seen
+    f = fit_als(seen, cfg)
     out = np.empty((len(users), k), dtype=np.int64)
     for start in range(0, len(users), 1024):
         u = users[start : start + 1024]
@@ -220,7 +222,7 @@ def evaluate_build(
         "users": len(req.users),
         "results": {
             "popularity": score(popularity_top_k(build, req.users, k), req.relevant, n_items),
-            "als": score(als_top_k(build, req.users, k), req.relevant, n_items),
+            "als": score(als_top_k(build, req.users, k, settings.als), req.relevant, n_items),
             "stage1": score(served.stage1, req.relevant, n_items),
             "two_stage": score(served.two_stage, req.relevant, n_items),
         },

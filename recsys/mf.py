@@ -32,9 +32,19 @@ def interaction_matrix(
     return m
 
 
-def fit_als(user_items: sp.csr_matrix, cfg: ALSConfig, show_progress: bool = False) -> Factors:
+def fit_als(
+    user_items: sp.csr_matrix,
+    cfg: ALSConfig,
+    init_item_factors: np.ndarray | None = None,
+    show_progress: bool = False,
+) -> Factors:
     """Fit ALS; BLAS is held to one thread because implicit parallelises itself and
-    oversubscription costs far more than it gains (implicit README)."""
+    oversubscription costs far more than it gains (implicit README).
+
+    With ``init_item_factors`` (a fit on a subset of these events), ALS starts from them and
+    runs ``cfg.warm_start_iterations`` sweeps; its first half-sweep solves every user exactly
+    from the item factors, so user factors need no initial value."""
+    warm = init_item_factors is not None and cfg.warm_start_iterations > 0
     weighted = bm25_weight(user_items.T.tocsr(), K1=cfg.bm25_k1, B=cfg.bm25_b).T.tocsr()
     # faiss-cpu bundles an OpenMP OpenBLAS that implicit's check (run in the constructor) counts
     # as multi-threaded; ALS runs on numpy's and scipy's BLAS, held to one thread below.
@@ -44,10 +54,12 @@ def fit_als(user_items: sp.csr_matrix, cfg: ALSConfig, show_progress: bool = Fal
             factors=cfg.factors,
             regularization=cfg.regularization,
             alpha=cfg.alpha,
-            iterations=cfg.iterations,
+            iterations=cfg.warm_start_iterations if warm else cfg.iterations,
             random_state=cfg.seed,
             calculate_training_loss=False,
         )
+        if warm and init_item_factors is not None:
+            model.item_factors = np.array(init_item_factors, dtype=np.float32)
         model.fit(weighted.astype(np.float32), show_progress=show_progress)
     return Factors(
         user=np.ascontiguousarray(model.user_factors, dtype=np.float32),

@@ -61,14 +61,17 @@ def train_stage2(
     devices: list[str],
     settings: Settings,
     timer: StageTimer,
-) -> tuple[TrainResult, dict[str, Any]]:
+) -> tuple[TrainResult, dict[str, Any], np.ndarray]:
+    """Train the ranker; also returns the history fit's item factors to warm-start stage 1."""
     with timer.stage("hold out labels"):
         split = split_for_labels(dataset.interactions, settings.ranker)
         if split.labels.height == 0:
             raise BuildError(
                 "no label events: every user has fewer than 2 events, cannot train a ranker"
             )
-    requests, training = training_data(split, dataset.items, item_ids, devices, settings, timer)
+    requests, training, history_stage1 = training_data(
+        split, dataset.items, item_ids, devices, settings, timer
+    )
     if len(training.group_sizes) < 2:
         raise BuildError(
             f"only {len(training.group_sizes)} requests have a label among their candidates; "
@@ -95,7 +98,7 @@ def train_stage2(
         result.valid_ndcg_at_10,
         result.best_iteration,
     )
-    return result, info
+    return result, info, history_stage1.factors.item
 
 
 def write_candidates(
@@ -145,10 +148,18 @@ def run_build(
             item_ids = IdIndex(dataset.items[Columns.item])
             devices = device_vocabulary(dataset.interactions)
             events = index_events(dataset.interactions, users, item_ids, devices)
-        train_result, ranker_info = train_stage2(dataset, item_ids, devices, settings, timer)
+        train_result, ranker_info, warm_items = train_stage2(
+            dataset, item_ids, devices, settings, timer
+        )
         with timer.stage("stage 1 on all events"):
             stage1 = fit_stage1(
-                events, dataset.interactions, len(users), dataset.items, devices, settings
+                events,
+                dataset.interactions,
+                len(users),
+                dataset.items,
+                devices,
+                settings,
+                init_item_factors=warm_items,
             )
         with timer.stage("candidates -> redis"):
             cand_info = write_candidates(writer, stage1, users, settings)
@@ -181,5 +192,6 @@ def run_build(
         for old in removed:
             shutil.rmtree(artifacts_root / old, ignore_errors=True)
     manifest["timings_s"] = timer.timings_s
+    manifest["peak_rss_mb"] = timer.peak_rss_mb
     write_manifest(final, manifest)
     return BuildResult(version=version, path=final, manifest=manifest, users=users, stage1=stage1)

@@ -72,10 +72,11 @@ def fit_stage1(
     catalogue: pl.DataFrame,
     devices: list[str],
     settings: Settings,
+    init_item_factors: np.ndarray | None = None,
 ) -> Stage1:
     """Everything stage 1 learns from ``events`` (and nothing else), as of their last timestamp."""
     seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
-    factors = fit_als(seen, settings.als)
+    factors = fit_als(seen, settings.als, init_item_factors)
     as_of_ts = int(events.ts.max())
     items = build_item_table(catalogue, events_df, events.item, factors.item, as_of_ts, devices)
     history = UserHistory.from_events(

@@ -88,7 +88,7 @@ def _training_set(
     inter = dataset.interactions
     split = temporal_labels(inter, settings.ranker.label_window_frac, cut_ts)
     assert split.cut_ts is not None
-    _, ts = training_data(
+    _, ts, _ = training_data(
         split,
         dataset.items,
         IdIndex(dataset.items[Columns.item]),

@@ -16,8 +16,9 @@ from recsys.config import ANNConfig
 
 
 class ItemIndex(Protocol):
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Item indices [n_queries, k], best first, -1 where fewer than k were found."""
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, inner products) [n_queries, k], best first; -1 / -inf where fewer
+        than k were found."""
         ...
 
 
@@ -29,11 +30,10 @@ class ExactIndex:
         self.index.add(np.ascontiguousarray(item_factors, dtype=np.float32))
         self.n_items = item_factors.shape[0]
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        _, ids = self.index.search(
-            np.ascontiguousarray(queries, dtype=np.float32), min(k, self.n_items)
-        )
-        return ids
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        scores, ids = self.index.search(q, min(k, self.n_items))
+        return ids, np.where(ids >= 0, scores, -np.inf)
 
 
 class HNSWIndex:
@@ -46,19 +46,22 @@ class HNSWIndex:
         self.index = faiss.IndexHNSWFlat(items.shape[1] + 1, cfg.hnsw_m, faiss.METRIC_L2)
         self.index.hnsw.efConstruction = cfg.ef_construction
         self.index.add(np.hstack([items, extra[:, None]]))
+        self.max_norm_sq = float(norms_sq.max())
         self.ef_search = cfg.ef_search
         self.n_items = items.shape[0]
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, self.n_items)
         q = np.hstack([queries.astype(np.float32), np.zeros((len(queries), 1), np.float32)])
         # efSearch below k loses recall and returns -1s (faiss #1244, #1199)
         params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))  # type: ignore[attr-defined]
-        _, ids = self.index.search(np.ascontiguousarray(q), k, params=params)
-        return ids
+        dist, ids = self.index.search(np.ascontiguousarray(q), k, params=params)
+        # IndexHNSWFlat distances are exact: ||q - x'||^2 = ||q||^2 + max_norm^2 - 2 q.x
+        q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
+        scores = (q_sq + self.max_norm_sq - dist) / 2
+        return ids, np.where(ids >= 0, scores, -np.inf).astype(np.float32)
 
 
 def build_index(item_factors: np.ndarray, cfg: ANNConfig) -> ItemIndex:
-    if cfg.kind == "exact":
-        return ExactIndex(item_factors)
-    return HNSWIndex(item_factors, cfg)
+    exact = cfg.kind == "exact" or (cfg.kind == "auto" and len(item_factors) <= cfg.exact_max_items)
+    return ExactIndex(item_factors) if exact else HNSWIndex(item_factors, cfg)

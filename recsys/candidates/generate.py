@@ -79,17 +79,21 @@ def generate_candidates(
             users=batch_users,
             factors=user_factors[batch_users],
             recent=recent_items(history, batch_users, cfg.recent_items),
-            max_seen=int(seen_counts[pick].max()),
+            # over-fetch is capped so one very heavy user cannot make a whole batch search deep;
+            # users past 2 x per_user seen items may get fewer than per_user candidates
+            max_seen=min(int(seen_counts[pick].max()), 2 * cfg.per_user),
         )
         lists = []
         for s in active:
             width = cfg.per_user if s.source.flag == Source.ALS else s.quota
-            found = s.source.candidates(batch, width)
-            lists.append(SourceList(found, s.source.flag, s.quota, width))
+            found, scores = s.source.scored(batch, width)
+            lists.append(SourceList(found, s.source.flag, s.quota, width, scores))
         merged = merge(lists, seen_keys(seen, batch_users, n_items), n_items, cfg.per_user)
         owner = np.repeat(np.arange(len(batch_users)), np.diff(merged.offsets))
-        scores = np.einsum("nd,nd->n", item_factors[merged.items], batch.factors[owner]).astype(
-            np.float32
+        scores = merged.scores
+        unknown = np.flatnonzero(np.isnan(scores))  # found only by non-ALS sources
+        scores[unknown] = np.einsum(
+            "nd,nd->n", item_factors[merged.items[unknown]], batch.factors[owner[unknown]]
         )
         by_score = np.lexsort((-scores, owner))
         yield CandidateBatch(

@@ -2,9 +2,13 @@
 
 Rules: seen items and blanks are dropped; each source offers its first ``width`` unseen items
 (so a source flag means "in this source's top ``width`` for this user", whatever the batch);
-each source fills up to its quota with items no
-earlier source took (sources in priority order); remaining slots go to the leftovers in the same
-order (ALS first); an item found by several sources keeps all their flags.
+each source fills up to its quota with items no earlier source took (sources in priority
+order); remaining slots go to the leftovers in the same order (ALS first); an item found by
+several sources keeps all their flags, and the score of its first finder.
+
+Everything is row-wise work on one [users x all source columns] matrix: per-row sorts of a few
+hundred entries and cumulative sums, no sort over the whole batch (4x faster than the lexsort
+version on 200k users, measured in bench/).
 """
 
 from dataclasses import dataclass
@@ -20,85 +24,100 @@ class SourceList:
     flag: Source
     quota: int
     width: int  # unseen items of each row this source offers (>= quota)
+    scores: np.ndarray | None = None  # [B, W] stage-1 scores when the source knows them
 
 
 @dataclass(frozen=True)
 class Merged:
     offsets: np.ndarray  # int64 [B+1]
-    items: np.ndarray  # int32 [N], rows in no particular order
+    items: np.ndarray  # int32 [N], each row in source-priority order
     flags: np.ndarray  # uint8 [N]
+    scores: np.ndarray  # float32 [N], nan where no source knew the score
 
 
-def _rank_within(group: np.ndarray) -> np.ndarray:
-    """0, 1, 2... within runs of equal ``group`` values (``group`` must be sorted)."""
-    starts = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1]
-    run_start = np.repeat(starts, np.diff(np.r_[starts, len(group)]))
-    return np.arange(len(group)) - run_start
+BITMAP_BYTES = 64 << 20
+
+
+def is_seen(items: np.ndarray, seen_keys: np.ndarray, n_items: int) -> np.ndarray:
+    """[B, W] mask of ``items`` that row b has seen; ``seen_keys`` are ``b * n_items + item``.
+
+    A dense [rows x items] bitmap per chunk of rows makes this a gather (7x faster than a
+    binary search of the keys at 20k items)."""
+    out = np.zeros(items.shape, dtype=bool)
+    if len(seen_keys) == 0:
+        return out
+    b = items.shape[0]
+    chunk = max(1, BITMAP_BYTES // max(n_items, 1))
+    seen_row, seen_item = np.divmod(seen_keys, n_items)
+    bounds = np.searchsorted(seen_row, np.arange(0, b + chunk, chunk))
+    for c, start in enumerate(range(0, b, chunk)):
+        rows = slice(start, min(start + chunk, b))
+        bitmap = np.zeros((rows.stop - rows.start, n_items), dtype=bool)
+        lo, hi = bounds[c], bounds[c + 1]
+        bitmap[seen_row[lo:hi] - start, seen_item[lo:hi]] = True
+        block = items[rows]
+        hit = np.take_along_axis(bitmap, np.clip(block, 0, n_items - 1), axis=1)
+        out[rows] = hit & (block >= 0)
+    return out
+
+
+def first_occurrences(
+    items: np.ndarray, valid: np.ndarray, flags: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: which valid entries are the first of their item (in column order), and the OR of
+    the flags of all valid entries of that item, placed on the first one."""
+    b, w = items.shape
+    keyed = np.where(valid, items, np.iinfo(np.int64).max)
+    order = np.argsort(keyed, axis=1, kind="stable")  # equal items stay in column order
+    sorted_items = np.take_along_axis(keyed, order, axis=1)
+    sorted_valid = np.take_along_axis(valid, order, axis=1)
+    starts = np.ones((b, w), dtype=bool)
+    starts[:, 1:] = sorted_items[:, 1:] != sorted_items[:, :-1]
+    flat_start = starts.ravel()
+    sorted_flags = np.take_along_axis(np.where(valid, flags, 0).astype(np.uint8), order, axis=1)
+    group_or = np.bitwise_or.reduceat(sorted_flags.ravel(), np.flatnonzero(flat_start))
+    group_id = np.cumsum(flat_start) - 1
+    first_sorted = starts & sorted_valid
+    first = np.zeros((b, w), dtype=bool)
+    np.put_along_axis(first, order, first_sorted, axis=1)
+    all_flags = np.zeros((b, w), dtype=np.uint8)
+    np.put_along_axis(all_flags, order, group_or[group_id].reshape(b, w), axis=1)
+    return first, np.where(first, all_flags, 0).astype(np.uint8)
 
 
 def merge(lists: list[SourceList], seen_keys: np.ndarray, n_items: int, per_user: int) -> Merged:
-    """``seen_keys``: sorted int64 ``row * n_items + item`` of what each batch row has seen."""
-    b = lists[0].items.shape[0]
-    parts = []
-    for priority, sl in enumerate(lists):
-        w = sl.items.shape[1]
-        parts.append(
-            (
-                np.repeat(np.arange(b, dtype=np.int64), w),
-                sl.items.astype(np.int64).ravel(),
-                np.full(b * w, priority, dtype=np.int64),
-                np.tile(np.arange(w, dtype=np.int64), b),
-            )
-        )
-    row, item, prio, pos = (np.concatenate(x) for x in zip(*parts, strict=True))
-    key = row * n_items + item
-    ok = item >= 0
-    if len(seen_keys):
-        ok &= ~np.isin(key, seen_keys)
-    row, item, prio, pos, key = row[ok], item[ok], prio[ok], pos[ok], key[ok]
-    if len(key) == 0:
-        return Merged(np.zeros(b + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.uint8))
-    # each source offers only its first `width` unseen items per row (rows are in position order)
-    order = np.lexsort((pos, prio, row))
-    row, item, prio, pos, key = row[order], item[order], prio[order], pos[order], key[order]
-    width = np.array([sl.width for sl in lists], dtype=np.int64)
-    offered = _rank_within(row * len(lists) + prio) < width[prio]
-    row, item, prio, pos, key = (
-        row[offered],
-        item[offered],
-        prio[offered],
-        pos[offered],
-        key[offered],
+    items = np.concatenate([sl.items.astype(np.int64) for sl in lists], axis=1)
+    scores = np.concatenate(
+        [
+            sl.scores.astype(np.float32)
+            if sl.scores is not None
+            else np.full(sl.items.shape, np.nan, np.float32)
+            for sl in lists
+        ],
+        axis=1,
     )
-    flag_of = np.array([sl.flag for sl in lists], dtype=np.uint8)[prio]
+    valid = (items >= 0) & ~is_seen(items, seen_keys, n_items)
+    bounds = np.cumsum([0] + [sl.items.shape[1] for sl in lists])
+    flags = np.zeros(items.shape, dtype=np.uint8)
+    for s, sl in enumerate(lists):  # a source offers only its first `width` unseen items
+        block = slice(bounds[s], bounds[s + 1])
+        valid[:, block] &= np.cumsum(valid[:, block], axis=1) <= sl.width
+        flags[:, block] = sl.flag
+    first, all_flags = first_occurrences(items, valid, flags)
 
-    # one entry per (row, item): the first in priority order, carrying every finder's flag
-    order = np.lexsort((pos, prio, key))
-    key, row, item, prio, pos, flag_of = (a[order] for a in (key, row, item, prio, pos, flag_of))
-    first = np.r_[True, key[1:] != key[:-1]]
-    starts = np.flatnonzero(first)
-    flags = np.bitwise_or.reduceat(flag_of, starts) if len(starts) else flag_of[:0]
-    row, item, prio, pos = row[first], item[first], prio[first], pos[first]
+    in_quota = np.zeros(items.shape, dtype=bool)
+    for s, sl in enumerate(lists):
+        block = slice(bounds[s], bounds[s + 1])
+        in_quota[:, block] = first[:, block] & (np.cumsum(first[:, block], axis=1) <= sl.quota)
+    taken = in_quota.sum(axis=1, keepdims=True)
+    rest = first & ~in_quota
+    chosen = in_quota | (rest & (np.cumsum(rest, axis=1) <= per_user - taken))
+    chosen &= np.cumsum(chosen, axis=1) <= per_user  # quotas summing past per_user
 
-    # quotas, then leftovers, both in (priority, position) order within each row
-    order = np.lexsort((pos, prio, row))
-    row, item, prio, flags = row[order], item[order], prio[order], flags[order]
-    quota = np.array([sl.quota for sl in lists], dtype=np.int64)
-    in_quota = _rank_within(row * len(lists) + prio) < quota[prio]
-    taken_quota = np.bincount(row[in_quota], minlength=b)
-    rest = ~in_quota
-    fill_rank = np.zeros(len(row), dtype=np.int64)
-    fill_rank[rest] = _rank_within(row[rest])
-    chosen = in_quota | (rest & (fill_rank < per_user - taken_quota[row]))
-    # quotas summing past per_user: keep the first per_user chosen in priority order
-    chosen_rank = np.full(len(row), per_user, dtype=np.int64)
-    chosen_rank[chosen] = _rank_within(row[chosen])
-    chosen &= chosen_rank < per_user
-
-    row, item, flags = row[chosen], item[chosen], flags[chosen]
-    counts = np.bincount(row, minlength=b)
+    counts = chosen.sum(axis=1)
     return Merged(
         offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
-        items=item.astype(np.int32),
-        flags=flags.astype(np.uint8),
+        items=items[chosen].astype(np.int32),
+        flags=all_flags[chosen],
+        scores=scores[chosen],
     )

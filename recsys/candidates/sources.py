@@ -48,6 +48,10 @@ class CandidateSource(Protocol):
         """Item indices [B, <= width + batch.max_seen], best first, -1 padded."""
         ...
 
+    def scored(self, batch: UserBatch, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Candidates and their stage-1 scores, when the source computes them anyway."""
+        ...
+
 
 @dataclass(frozen=True)
 class AlsSource:
@@ -55,6 +59,9 @@ class AlsSource:
     flag: Source = Source.ALS
 
     def candidates(self, batch: UserBatch, width: int) -> np.ndarray:
+        return self.scored(batch, width)[0]
+
+    def scored(self, batch: UserBatch, width: int) -> tuple[np.ndarray, np.ndarray | None]:
         return self.index.search(batch.factors, width + batch.max_seen)
 
 
@@ -68,6 +75,9 @@ class RankedListSource:
     def candidates(self, batch: UserBatch, width: int) -> np.ndarray:
         row = self.items[: width + batch.max_seen].astype(np.int64)
         return np.broadcast_to(row, (len(batch.users), len(row)))
+
+    def scored(self, batch: UserBatch, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.candidates(batch, width), None
 
 
 @dataclass(frozen=True)
@@ -92,23 +102,30 @@ class ItemToItemSource:
         score[ids < 0] = -np.inf
         return top_unique_per_row(ids, score, width + batch.max_seen)
 
+    def scored(self, batch: UserBatch, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.candidates(batch, width), None
+
 
 def top_unique_per_row(ids: np.ndarray, score: np.ndarray, width: int) -> np.ndarray:
-    """Per row, distinct ids by their best score, best first; [B, width], -1 padded."""
-    b, w = ids.shape
-    rows = np.repeat(np.arange(b), w)
-    flat_ids, flat_score = ids.ravel(), score.ravel()
-    ok = np.isfinite(flat_score)
-    rows, flat_ids, flat_score = rows[ok], flat_ids[ok], flat_score[ok]
-    order = np.lexsort((-flat_score, flat_ids, rows))  # best score first within (row, id)
-    rows, flat_ids, flat_score = rows[order], flat_ids[order], flat_score[order]
-    first = np.r_[True, (rows[1:] != rows[:-1]) | (flat_ids[1:] != flat_ids[:-1])]
-    rows, flat_ids, flat_score = rows[first], flat_ids[first], flat_score[first]
-    order = np.lexsort((-flat_score, rows))
-    rows, flat_ids = rows[order], flat_ids[order]
-    starts = np.searchsorted(rows, np.arange(b))
-    pos = np.arange(len(rows)) - starts[rows]
-    keep = pos < width
+    """Per row, distinct ids by their best score, best first; [B, width], -1 padded.
+
+    Row-wise: sort each row by score, drop later copies of an id, keep the first ``width``."""
+    b = ids.shape[0]
+    score = np.where(ids >= 0, score, -np.inf)
+    by_score = np.argsort(-score, axis=1, kind="stable")
+    ids = np.take_along_axis(ids, by_score, axis=1).astype(np.int64)
+    ok = np.isfinite(np.take_along_axis(score, by_score, axis=1))
+    keyed = np.where(ok, ids, np.iinfo(np.int64).max)
+    by_id = np.argsort(keyed, axis=1, kind="stable")  # copies stay in score order
+    sorted_ids = np.take_along_axis(keyed, by_id, axis=1)
+    later_copy = np.zeros(ids.shape, dtype=bool)
+    later_copy[:, 1:] = sorted_ids[:, 1:] == sorted_ids[:, :-1]
+    dup = np.zeros(ids.shape, dtype=bool)
+    np.put_along_axis(dup, by_id, later_copy, axis=1)
+    keep = ok & ~dup
+    rank = np.cumsum(keep, axis=1) - 1
+    keep &= rank < width
     out = np.full((b, width), -1, dtype=np.int64)
-    out[rows[keep], pos[keep]] = flat_ids[keep]
+    rows = np.nonzero(keep)[0]
+    out[rows, rank[keep]] = ids[keep]
     return out

@@ -152,7 +152,7 @@ def training_data(
     devices: list[str],
     settings: Settings,
     timer: StageTimer,
-) -> tuple[LabelRequests, TrainingSet]:
+) -> tuple[LabelRequests, TrainingSet, Stage1]:
     """Stage 1 fitted on the history side of ``split`` only, then the labelled requests.
 
     Users are indexed from the history alone: a stage 1 that knew who arrives after the cut
@@ -165,4 +165,4 @@ def training_data(
         labels = index_events(split.labels, users, item_ids, devices)
         requests = label_requests(labels, settings.ranker.max_train_groups, settings.ranker.seed)
         training = build_training_set(requests, stage1, settings)
-    return requests, training
+    return requests, training, stage1
