@@ -33,5 +33,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Offline scale (3 sizes, the large one ~30 min), HNSW vs exact, ranking cost; then the doc.
+bench: $(STAMP)
+	$(BIN)/python bench/offline_scale.py --size small
+	$(BIN)/python bench/offline_scale.py --size medium
+	$(BIN)/python bench/hnsw_recall.py bench-output/data/synth-medium --out bench-output/hnsw_020k.json
+	$(BIN)/python bench/offline_scale.py --size large
+	$(BIN)/python bench/hnsw_recall.py bench-output/data/synth-large --out bench-output/hnsw_100k.json
+	$(BIN)/recsys data synth bench-output/data/synth-default
+	$(BIN)/python bench/ranking_cost.py bench-output/data/synth-default
+	$(BIN)/python bench/render.py
+
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -16,22 +16,26 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
+import faiss
+import numpy as np
 
-from recsys.columns import Columns  # noqa: E402
-from recsys.config import Settings  # noqa: E402
-from recsys.data.load import load_dataset  # noqa: E402
-from recsys.events_index import index_events  # noqa: E402
-from recsys.ids import IdIndex  # noqa: E402
-from recsys.items import device_vocabulary  # noqa: E402
-from recsys.mf import fit_als, interaction_matrix  # noqa: E402
+from recsys.columns import Columns
+from recsys.config import Settings
+from recsys.data.load import load_dataset
+from recsys.events_index import index_events
+from recsys.ids import IdIndex
+from recsys.items import device_vocabulary
+from recsys.mf import fit_als, interaction_matrix
 
 K = 500
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(f[f >= 0], t)) / len(t) for f, t in zip(found, truth, strict=True)]))
+    return float(
+        np.mean(
+            [len(np.intersect1d(f[f >= 0], t)) / len(t) for f, t in zip(found, truth, strict=True)]
+        )
+    )
 
 
 def timed_search(search, queries: np.ndarray, repeats: int = 3) -> tuple[np.ndarray, float]:
@@ -69,7 +73,9 @@ def main() -> None:
     exact.add(x)
     truth, exact_qps = timed_search(lambda qq: exact.search(qq, K)[1], q)
     rows.append({"index": "exact IndexFlatIP", "recall@500": 1.0, "users_per_s": round(exact_qps)})
-    print(f"items {len(x)}, d {x.shape[1]}, item norm max/median {norms.max() / np.median(norms):.2f}")
+    print(
+        f"items {len(x)}, d {x.shape[1]}, item norm max/median {norms.max() / np.median(norms):.2f}"
+    )
     print(f"exact: {exact_qps:.0f} users/s")
 
     aug = np.hstack([x, np.sqrt(np.maximum((norms**2).max() - norms**2, 0))[:, None]]).astype("f4")
@@ -86,14 +92,38 @@ def main() -> None:
             build_s = time.perf_counter() - t
             for ef in (500, 600, 800, 1200):
                 params = faiss.SearchParametersHNSW(efSearch=ef)
-                ids, qps = timed_search(lambda qq: index.search(qq, K, params=params)[1], queries)
+                ids, qps = timed_search(
+                    lambda qq, index=index, params=params: index.search(qq, K, params=params)[1],
+                    queries,
+                )
                 r = recall(ids, truth)
-                rows.append({"index": variant, "M": m, "efSearch": ef, "build_s": round(build_s, 1),
-                             "recall@500": round(r, 4), "users_per_s": round(qps)})
-                print(f"{variant:<30} M={m:<3} ef={ef:<5} recall@500 {r:.4f}  {qps:7.0f} users/s  (build {build_s:.1f}s)")
+                rows.append(
+                    {
+                        "index": variant,
+                        "M": m,
+                        "efSearch": ef,
+                        "build_s": round(build_s, 1),
+                        "recall@500": round(r, 4),
+                        "users_per_s": round(qps),
+                    }
+                )
+                print(
+                    f"{variant:<30} M={m:<3} ef={ef:<5} recall@500 {r:.4f}  "
+                    f"{qps:7.0f} users/s  (build {build_s:.1f}s)"
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"data": str(args.data_dir), "items": len(x), "users": len(users),
-                                    "als_fit_s": round(als_s, 1), "rows": rows}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "data": str(args.data_dir),
+                "items": len(x),
+                "users": len(users),
+                "als_fit_s": round(als_s, 1),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -123,6 +123,9 @@ class RankerConfig(_Section):
     learning_rate: float = Field(0.05, gt=0.0, le=1.0)
     min_data_in_leaf: int = Field(50, ge=1)
     feature_fraction: float = Field(0.9, gt=0.0, le=1.0)
+    early_stopping: bool = Field(
+        True, description="Stop on validation NDCG@10; off: exactly num_trees (model-size sweeps)."
+    )
     early_stopping_rounds: int = Field(30, ge=1)
     num_threads: int = Field(0, ge=0, description="Training threads; 0 = every core.")
     seed: int = Field(42)

@@ -196,6 +196,33 @@ def candidate_recall(
     }
 
 
+ACTIVITY_BUCKETS: tuple[tuple[int, int], ...] = ((1, 5), (6, 20), (21, 100), (101, 10**12))
+
+
+def segments(
+    req: TestRequests, build: BuildResult, model: ServingModel, per_model: dict[str, np.ndarray]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """NDCG@10 per request device and per user-activity bucket (training events), per model."""
+    devices = np.array([model.items.devices[c.device] for c in req.contexts])
+    activity = np.diff(build.stage1.seen.indptr)[req.users]
+    groups: dict[str, dict[str, np.ndarray]] = {
+        "device": {d: devices == d for d in np.unique(devices)},
+        "activity": {
+            (f"{lo}-{hi}" if hi < 10**12 else f"{lo}+"): (activity >= lo) & (activity <= hi)
+            for lo, hi in ACTIVITY_BUCKETS
+        },
+    }
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, masks in groups.items():
+        out[kind] = {}
+        for name, mask in masks.items():
+            if mask.any():
+                row = {"users": float(mask.sum())}
+                row |= {m: round(summarize(v[mask]), 5) for m, v in per_model.items()}
+                out[kind][str(name)] = row
+    return out
+
+
 def score(recommended: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in KS:
@@ -217,16 +244,22 @@ def evaluate_build(
     k = max(KS)
     served = served_answers(client, Keys(settings.key_prefix), model, req, k)
     n_items = model.items.n_items
+    answers = {
+        "popularity": popularity_top_k(build, req.users, k),
+        "als": als_top_k(build, req.users, k, settings.als),
+        "stage1": served.stage1,
+        "two_stage": served.two_stage,
+    }
+    per_user_ndcg = {
+        name: ranking_metrics_at_k(answers[name], req.relevant, 10)["ndcg"]
+        for name in ("als", "two_stage")
+    }
     return {
         "protocol": split.protocol,
         "users": len(req.users),
-        "results": {
-            "popularity": score(popularity_top_k(build, req.users, k), req.relevant, n_items),
-            "als": score(als_top_k(build, req.users, k, settings.als), req.relevant, n_items),
-            "stage1": score(served.stage1, req.relevant, n_items),
-            "two_stage": score(served.two_stage, req.relevant, n_items),
-        },
+        "results": {name: score(rec, req.relevant, n_items) for name, rec in answers.items()},
         "candidates": candidate_recall(build, req, served.candidates, served.flags, settings),
+        "segments_ndcg@10": segments(req, build, model, per_user_ndcg),
     }
 
 

@@ -60,6 +60,20 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {row['slots_per_user']:.1f} |"
         )
     lines.append("")
+    for kind, rows in report.get("segments_ndcg@10", {}).items():
+        lines += [
+            f"## NDCG@10 by {kind}",
+            "",
+            f"| {kind} | users | ALS | two-stage | ratio |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, row in rows.items():
+            ratio = f"{row['two_stage'] / row['als']:.2f}x" if row["als"] > 0 else "n/a"
+            lines.append(
+                f"| {name} | {row['users']:.0f} | {row['als']:.4f} | {row['two_stage']:.4f} "
+                f"| {ratio} |"
+            )
+        lines.append("")
     ranker = report.get("ranker")
     if ranker:
         lines += [

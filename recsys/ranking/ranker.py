@@ -73,6 +73,7 @@ def train_ranker(ts: TrainingSet, cfg: RankerConfig) -> TrainResult:
             free_raw_data=True,
         )
 
+    history: dict[str, dict[str, list[float]]] = {}
     train_ds = dataset(train)
     valid_ds = dataset(valid, reference=train_ds)
     booster = lgb.train(
@@ -81,13 +82,21 @@ def train_ranker(ts: TrainingSet, cfg: RankerConfig) -> TrainResult:
         num_boost_round=cfg.num_trees,
         valid_sets=[valid_ds],
         valid_names=["valid"],
-        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+        callbacks=(
+            [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)]
+            if cfg.early_stopping
+            else [lgb.record_evaluation(history)]
+        ),
     )
-    best = booster.best_iteration or cfg.num_trees
+    best = (booster.best_iteration if cfg.early_stopping else 0) or cfg.num_trees
     return TrainResult(
         booster=booster,
         best_iteration=best,
-        valid_ndcg_at_10=float(booster.best_score["valid"]["ndcg@10"]),
+        valid_ndcg_at_10=float(
+            booster.best_score["valid"]["ndcg@10"]
+            if cfg.early_stopping
+            else history["valid"]["ndcg@10"][-1]
+        ),
         n_train_groups=len(train.group_sizes),
         n_valid_groups=len(valid.group_sizes),
         n_rows=len(ts.relevance),
