@@ -12,7 +12,6 @@ build manifest, Redis bytes per user and memory, and candidates written per seco
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -79,7 +78,8 @@ def main() -> None:
         "build_over_als": round(build_s / als_s, 2),
         "timings_s": m["timings_s"],
         "peak_rss_mb": m["peak_rss_mb"],
-        "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # stage peaks are reset per stage (recsys.progress), so the process peak is their max
+        "process_peak_rss_mb": round(max(m["peak_rss_mb"].values())),
         "redis_bytes_per_user_value": m["candidates"]["bytes_per_user"],
         "redis_used_memory_mb": round(redis_mem / 2**20),
         "candidates_users_per_s": m["candidates"]["users_per_s"],

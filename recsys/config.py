@@ -106,7 +106,9 @@ class RankerConfig(_Section):
     min_label_users: int = Field(
         1000, ge=1, description="auto picks temporal from this many users."
     )
-    max_train_groups: int = Field(30000, ge=10, description="Requests sampled for training.")
+    max_train_groups: int = Field(
+        20000, ge=10, description="Requests sampled for training (cost grows linearly)."
+    )
     negatives_per_request: int = Field(
         100,
         ge=1,
@@ -120,7 +122,9 @@ class RankerConfig(_Section):
     )
     num_trees: int = Field(300, ge=1, description="Boosting rounds before early stopping.")
     num_leaves: int = Field(31, ge=2, description="Leaves per tree.")
-    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    learning_rate: float = Field(
+        0.1, gt=0.0, le=1.0, description="0.1 matched 0.05's NDCG in half the trees (measured)."
+    )
     min_data_in_leaf: int = Field(50, ge=1)
     feature_fraction: float = Field(0.9, gt=0.0, le=1.0)
     early_stopping: bool = Field(

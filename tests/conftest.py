@@ -40,7 +40,8 @@ def small_settings(redis_url: str, **overrides: object) -> Settings:
         "redis_url": redis_url,
         "key_prefix": f"test-{secrets.token_hex(4)}",
         "als": {"factors": 16, "iterations": 5},
-        "ann": {"hnsw_m": 16, "ef_construction": 64, "ef_search": 128},
+        # HNSW even on tiny catalogues (auto would search exactly) so its path is exercised
+        "ann": {"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64, "ef_search": 128},
         "candidates": {
             "per_user": 60,
             "quotas": {"als": 40, "item_factors": 6, "item_content": 4, "popular": 6, "fresh": 4},
