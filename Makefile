@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast check format bench clean
+.PHONY: demo test test-fast check contract format bench report clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -29,6 +29,11 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The API's OpenAPI contract: documented fields, and schemathesis against a live server on a
+# real Redis (also part of `make test`).
+contract: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_api_contract.py
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -43,6 +48,11 @@ bench: $(STAMP)
 	$(BIN)/recsys data synth bench-output/data/synth-default
 	$(BIN)/python bench/ranking_cost.py bench-output/data/synth-default
 	$(BIN)/python bench/render.py
+
+# Evaluation reports in docs/reports/: ml-latest-small (from ../shared/data, converted into a temp
+# dir) and the default synthetic log, leave-last-out and walk-forward; ~2 minutes.
+report: $(STAMP)
+	$(BIN)/python -m eval.make_report
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info

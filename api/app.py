@@ -1,68 +1,171 @@
-"""The app factory: tests and ``recsys serve`` each build their own app from a ``Settings``."""
+"""The app factory: tests and ``recsys serve`` each build their own app from a ``Settings``.
+
+``create_app`` is the whole composition: one Redis client (one connection pool) per process,
+the build holder and its watcher, the recommendation service, the routes, and the edge
+middleware (metrics, body size limit, optional CORS). ``app_from_env`` is the factory uvicorn
+calls in each worker process when ``recsys serve`` runs several.
+"""
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
+from api.deps import API_KEY_HEADER, require_api_key
+from api.metrics import ApiMetrics
+from api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from api.routes import events, health, recommendations
-from api.service import RecommendationService
+from api.service import REDIS_ERRORS, RecommendationService
 from api.state import ModelHolder
-from recsys.config import Settings
+from recsys.config import ServeConfig, Settings, get_settings
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Two-stage recommendations: ALS + HNSW candidates in Redis, re-ranked by LightGBM LambdaRank.
+Every answer comes within the deadline (100 ms by default), with a `fallback` that says when it
+did not come from the ranker. See docs/API.md for the full contract.
+"""
+
+
+def redis_client(url: str, cfg: ServeConfig) -> aioredis.Redis:
+    """The process's one Redis client: a bounded pool, short timeouts, no retries.
+
+    A retry would spend the deadline on a Redis that just failed; the request falls back
+    instead and the next one reconnects, so the API recovers by itself when Redis returns.
+    """
+    timeout_s = cfg.redis_timeout_ms / 1000
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=cfg.redis_pool_size,
+        timeout=timeout_s,  # waiting for a free connection counts against the same budget
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def validation_error_response(exc: RequestValidationError) -> Response:
+    """FastAPI's 422 body (``detail``: type, loc, msg per error) minus the echoed input.
+
+    The echo is what breaks: a NaN or a lone surrogate the client sent cannot be written back as
+    JSON, which turned a client's mistake into a 500. ASCII output escapes whatever the
+    locations hold (a JSON key is a location too).
+    """
+    errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    body = json.dumps({"detail": errors}, ensure_ascii=True, allow_nan=False)
+    return Response(body, status_code=422, media_type="application/json")
 
 
 def create_app(settings: Settings, artifacts: Path) -> FastAPI:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (recsys serve starts a local one)")
-    redis_url = settings.redis_url
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        timeout = settings.serve.redis_timeout_ms / 1000
-        client = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-        )
-        keys = Keys(settings.key_prefix)
-        holder = ModelHolder(artifacts)
-        try:
-            await holder.refresh(client, keys)
-        except Exception as e:  # start anyway: /readyz reports it and the watcher retries
-            holder.last_error = f"redis: {e}"
-            log.warning("startup: %s", holder.last_error)
-        app.state.holder = holder
-        app.state.service = RecommendationService(client, keys, settings.serve)
-        watcher = asyncio.create_task(holder.watch(client, keys, settings.serve.build_poll_s))
-        yield
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await client.aclose()
-
+    metrics = ApiMetrics()
     app = FastAPI(
         title="recsys",
         summary="Two-stage recommendations: ALS + HNSW candidates, LightGBM LambdaRank ranker.",
+        description=DESCRIPTION,
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, settings.redis_url, artifacts, metrics),
     )
-    app.include_router(recommendations.router)
-    app.include_router(events.router)
+    app.state.metrics = metrics
+    _add_routes(app, settings.serve)
+    _add_error_handlers(app)
+    _add_middleware(app, settings.serve, metrics)
+    return app
+
+
+def _lifespan(
+    settings: Settings, redis_url: str, artifacts: Path, metrics: ApiMetrics
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Per process: the Redis client, the first build, the watcher that swaps newer ones in."""
+    cfg = settings.serve
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis_client(redis_url, cfg)
+        keys = Keys(settings.key_prefix)
+        holder = ModelHolder(artifacts, on_swap=metrics.model_swapped)
+        try:
+            await holder.refresh(client, keys)
+        except REDIS_ERRORS as e:  # start anyway: /readyz reports it and the watcher retries
+            holder.last_error = f"cannot read the current build from redis: {e}"
+            log.warning("startup: %s", holder.last_error)
+        service = RecommendationService(client, keys, cfg, metrics)
+        app.state.holder = holder
+        app.state.service = service
+        stop_watching = asyncio.Event()
+        watcher = asyncio.create_task(holder.watch(client, keys, cfg.build_poll_s, stop_watching))
+        try:
+            yield
+        finally:
+            stop_watching.set()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            service.close()
+            await client.aclose()
+            metrics.process_exited(os.getpid())
+
+    return lifespan
+
+
+def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
+    api_key = cfg.api_key.get_secret_value().encode() if cfg.api_key else None
+    app.state.api_key = api_key
+    # Declared only when a key is set, so the OpenAPI schema says whether one is needed.
+    guarded = [Security(require_api_key)] if api_key else []
+    app.include_router(recommendations.router, dependencies=guarded)
+    app.include_router(events.router, dependencies=guarded)
     app.include_router(health.router)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return validation_error_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
+        """A bug, never the client's input: log the trace, answer without it."""
+        log.exception("unhandled error on %s %r", request.method, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    return app
+
+def _add_middleware(app: FastAPI, cfg: ServeConfig, metrics: ApiMetrics) -> None:
+    """Last added runs first: metrics see everything, including 413s and CORS preflights."""
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cfg.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", API_KEY_HEADER],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, limit=cfg.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker (``--workers N``), from ``RECSYS_*`` environment variables.
+
+    ``recsys serve`` sets ``RECSYS_REDIS_URL`` (its local Redis, started once by the parent) and
+    ``RECSYS_SERVE__ARTIFACTS`` before starting the workers.
+    """
+    settings = get_settings()
+    if settings.serve.artifacts is None:
+        raise ValueError("RECSYS_SERVE__ARTIFACTS is not set: which artifacts should I serve?")
+    return create_app(settings, settings.serve.artifacts)

@@ -1,12 +1,25 @@
-"""Dependencies shared by the routes: the service and the current build, from app state."""
+"""Dependencies shared by the routes: the service, the current build, the API key check."""
 
+import secrets
+import time
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
 
+from api.metrics import ApiMetrics
+from api.middleware import STARTED_KEY
 from api.service import RecommendationService
 from api.state import ModelHolder
 from recsys.serving import ServingModel
+
+API_KEY_HEADER = "X-API-Key"
+
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="The key configured in RECSYS_SERVE__API_KEY.",
+)
 
 
 def get_service(request: Request) -> RecommendationService:
@@ -19,12 +32,38 @@ def get_holder(request: Request) -> ModelHolder:
     return holder
 
 
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
 def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> ServingModel:
+    """The build at the start of the request: the request keeps it even if a swap happens."""
     if holder.model is None:
         raise HTTPException(503, detail=holder.last_error or "no build loaded yet")
     return holder.model
 
 
+def get_started(request: Request) -> float:
+    """When the request arrived (set by the metrics middleware); the deadline counts from it."""
+    started = request.scope.get(STARTED_KEY)
+    return started if isinstance(started, float) else time.perf_counter()
+
+
+def require_api_key(
+    request: Request, given: Annotated[str | None, Security(api_key_header)]
+) -> None:
+    """401 unless the X-API-Key header matches; constant-time so the key can't be guessed from
+    response times. Only attached to routes when a key is configured."""
+    expected: bytes | None = request.app.state.api_key
+    if expected is None:
+        return
+    if given is None or not secrets.compare_digest(given.encode("latin-1"), expected):
+        raise HTTPException(401, detail=f"missing or invalid {API_KEY_HEADER} header")
+
+
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ModelDep = Annotated[ServingModel, Depends(get_model)]
+StartedDep = Annotated[float, Depends(get_started)]

@@ -1,25 +1,76 @@
-"""``recsys serve --artifacts ART``: the API on uvicorn, with our own Redis when none is given."""
+"""``recsys serve --artifacts ART``: the API on uvicorn, with our own Redis when none is given.
 
+With ``serve.workers > 1`` (``RECSYS_SERVE__WORKERS``) uvicorn runs that many processes, each
+building its app through ``api.app:app_from_env``. This parent process starts the local Redis
+once and hands its URL and the artifacts path down through the environment, and sets up the
+shared Prometheus directory so ``/metrics`` sums all workers.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
 
-from api.app import create_app
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.errors import ArtifactError
 from recsys.store.server import redis_url_or_local
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
+
+# One OpenMP / BLAS thread per process: LightGBM predicts with num_threads=1 on threads of our
+# own and the API scales with processes; per-call OpenMP teams would oversubscribe the cores
+# (FACTS.md). Set before LightGBM and numpy load their runtimes, i.e. before importing api.app.
+_SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
 
 def serve(artifacts: Path, settings: Settings) -> None:
     if not artifacts.is_dir():
         raise ArtifactError(f"{artifacts}: no such artifacts directory; run `recsys build` first")
+    for name, value in _SINGLE_THREADED.items():
+        os.environ.setdefault(name, value)
+    cfg = settings.serve
     with redis_url_or_local(settings.redis_url, artifacts / REDIS_DIR) as url:
-        app = create_app(settings.model_copy(update={"redis_url": url}), artifacts)
-        uvicorn.run(
-            app,
-            host=settings.serve.host,
-            port=settings.serve.port,
-            log_level="warning",
-            access_log=False,
-        )
+        if cfg.workers == 1:
+            from api.app import create_app
+
+            app = create_app(settings.model_copy(update={"redis_url": url}), artifacts)
+            uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+            return
+        os.environ["RECSYS_REDIS_URL"] = url
+        os.environ["RECSYS_SERVE__ARTIFACTS"] = str(artifacts.resolve())
+        with _shared_metrics_dir():
+            uvicorn.run(
+                "api.app:app_from_env",
+                factory=True,
+                workers=cfg.workers,
+                host=cfg.host,
+                port=cfg.port,
+                log_level="warning",
+                access_log=False,
+            )
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir() -> Iterator[Path]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers: the one given (emptied of a previous run's
+    files, as prometheus-client requires), else a temporary one removed at the end."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="recsys-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,44 +1,62 @@
-"""One recommendation request: Redis I/O with timeouts around the pure ``recsys.serving`` path.
+"""One recommendation request: Redis I/O and the ranker's thread pool, around ``recsys.serving``.
 
-Fallbacks, in the order they can happen:
-- redis-unavailable: Redis errored or timed out -> popular items held in memory;
+Every answer is inside the deadline. Fallbacks, in the order they can happen:
+- redis-unavailable: Redis errored or did not answer within ``redis_timeout_ms`` -> popular
+  items held in memory;
 - cold-start: the build has no state for this user -> popular items minus their recent events;
-- ranker-timeout: too little of the deadline is left to rank -> stage-1 order.
+- ranker-timeout: ranking is not expected to fit in what is left of the deadline, or did not
+  finish in it -> stage-1 order (candidates are stored best first).
+
+Ranking (features + LightGBM) runs on a small pool of threads of its own, so it never blocks
+the event loop, and a request can stop waiting for it at the deadline: the job finishes in the
+background and only its measured time is kept.
 """
 
 import asyncio
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from starlette.concurrency import run_in_threadpool
 
+from api.deadline import RankTimeEstimate
+from api.metrics import ApiMetrics
 from recsys.config import ServeConfig
 from recsys.features import RequestContext
 from recsys.serving import Ranked, ServingModel, apply_events, popular, rank, stage1
-from recsys.store.codec import decode_user_state
+from recsys.store.codec import UserState, decode_user_state
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
-from recsys.store.user_store import append_event_async, read_user_async
+from recsys.store.user_store import UserRecord, append_event_async, read_user_async
 
-# ranking 500 candidates costs a few ms; below this much budget left, answer in stage-1 order
-RANK_RESERVE_MS = 15.0
+# Kept free at the end of the deadline for building and sending the response (~0.2 ms for 500
+# items with orjson; the rest is slack for a busy event loop).
+SERIALISE_RESERVE_S = 0.003
+# What Redis failures look like from redis-py's asyncio client: its own errors, our
+# asyncio.wait_for timeout, and socket errors raised while (re)connecting.
+REDIS_ERRORS = (RedisError, TimeoutError, OSError)
 
 
 @dataclass(frozen=True)
 class Answer:
-    items: list[tuple[str | int, float]]
-    model_version: str
+    model: ServingModel  # the build that answered (its item ids turn indices into ids)
+    ranked: Ranked
     fallback: str | None
 
 
 class RecommendationService:
-    def __init__(self, client: aioredis.Redis, keys: Keys, cfg: ServeConfig) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys, cfg: ServeConfig, metrics: ApiMetrics
+    ) -> None:
         self.client = client
         self.keys = keys
         self.cfg = cfg
+        self.metrics = metrics
+        self.deadline_s = cfg.deadline_ms / 1000
+        self.redis_timeout_s = cfg.redis_timeout_ms / 1000
+        self.rank_time = RankTimeEstimate(cfg.rank_threads)
+        self.executor = ThreadPoolExecutor(cfg.rank_threads, thread_name_prefix="recsys-rank")
 
     async def recommend(
         self,
@@ -49,45 +67,96 @@ class RecommendationService:
         ts: int | None,
         started: float,
     ) -> Answer:
-        ctx = RequestContext(
-            ts=int(time.time()) if ts is None else ts, device=model.items.device_code(device)
-        )
-        try:
-            record = await asyncio.wait_for(
-                read_user_async(
-                    self.client, self.keys, model.version, user_id, self.cfg.max_events_per_user
-                ),
-                timeout=self.cfg.redis_timeout_ms / 1000,
-            )
-        except (RedisError, TimeoutError, OSError):
-            return self._answer(model, popular(model, k), "redis-unavailable")
+        """Top k for one user with ``model``, whatever happens to Redis or the ranker.
+
+        ``started`` is the request's arrival (``time.perf_counter``); the deadline counts from it.
+        """
+        record = await self._read_user(model.version, user_id)
+        if record is None:
+            return self._fallback(model, popular(model, k), "redis-unavailable")
         if record.state is None:
-            return self._answer(model, popular(model, k, record.events), "cold-start")
+            return self._fallback(model, popular(model, k, record.events), "cold-start")
         state = apply_events(decode_user_state(record.state), record.events, model)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if elapsed_ms > self.cfg.deadline_ms - RANK_RESERVE_MS:
-            return self._answer(model, stage1(state, k), "ranker-timeout")
-        ranked = await run_in_threadpool(rank, model, [state], [ctx], k)
-        return self._answer(model, ranked[0], None)
+        remaining_s = started + self.deadline_s - SERIALISE_RESERVE_S - time.perf_counter()
+        if self.rank_time.fits(remaining_s):
+            ctx = RequestContext(
+                ts=int(time.time()) if ts is None else ts, device=model.items.device_code(device)
+            )
+            ranked = await self._rank(model, state, ctx, k, remaining_s)
+            if ranked is not None:
+                return Answer(model, ranked, None)
+        return self._fallback(model, stage1(state, k), "ranker-timeout")
 
     async def record_event(self, user_id: str, event: WatchEvent) -> None:
+        """Append to the user's capped event list; raises one of ``REDIS_ERRORS`` on failure."""
         await asyncio.wait_for(
             append_event_async(
                 self.client, self.keys, user_id, event, self.cfg.max_events_per_user
             ),
-            timeout=max(self.cfg.redis_timeout_ms, 100.0) / 1000,
+            timeout=self.redis_timeout_s,
         )
 
-    @staticmethod
-    def _answer(model: ServingModel, ranked: Ranked, fallback: str | None) -> Answer:
-        ids = model.items.ids_list
-        return Answer(
-            items=[
-                (ids[i], round(float(s), 6))
-                for i, s in zip(
-                    ranked.item_idx.tolist(), np.asarray(ranked.scores).tolist(), strict=True
-                )
-            ],
-            model_version=model.version,
-            fallback=fallback,
-        )
+    async def redis_problem(self) -> str | None:
+        """None when Redis answers a PING in time, else what went wrong."""
+        try:
+            await asyncio.wait_for(self.client.ping(), timeout=self.redis_timeout_s)
+        except TimeoutError:
+            return f"redis: no answer within {self.cfg.redis_timeout_ms:g} ms"
+        except (RedisError, OSError) as e:
+            return f"redis: {e}"
+        return None
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _read_user(self, build_version: str, user_id: str) -> UserRecord | None:
+        started = time.perf_counter()
+        try:
+            return await asyncio.wait_for(
+                read_user_async(
+                    self.client, self.keys, build_version, user_id, self.cfg.max_events_per_user
+                ),
+                timeout=self.redis_timeout_s,
+            )
+        except REDIS_ERRORS:
+            return None
+        finally:
+            self.metrics.observe_stage("redis", time.perf_counter() - started)
+
+    async def _rank(
+        self,
+        model: ServingModel,
+        state: UserState,
+        ctx: RequestContext,
+        k: int,
+        remaining_s: float,
+    ) -> Ranked | None:
+        """The ranker's answer, or None if it is not back within ``remaining_s``."""
+        started = time.perf_counter()
+        self.rank_time.submitted()
+        job = self.executor.submit(_timed_rank, model, state, ctx, k)
+        job.add_done_callback(self._rank_done)
+        try:
+            ranked, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
+            return ranked
+        except TimeoutError:
+            return None
+        finally:
+            self.metrics.observe_stage("rank", time.perf_counter() - started)
+
+    def _rank_done(self, job: "Future[tuple[Ranked, float]]") -> None:
+        """Runs when a job ends, even one nobody waits for: its time still counts."""
+        measured = not job.cancelled() and job.exception() is None
+        self.rank_time.finished(job.result()[1] if measured else None)
+
+    def _fallback(self, model: ServingModel, ranked: Ranked, reason: str) -> Answer:
+        self.metrics.count_fallback(reason)
+        return Answer(model, ranked, reason)
+
+
+def _timed_rank(
+    model: ServingModel, state: UserState, ctx: RequestContext, k: int
+) -> tuple[Ranked, float]:
+    started = time.perf_counter()
+    ranked = rank(model, [state], [ctx], k)[0]
+    return ranked, time.perf_counter() - started

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--artifacts", type=Path, required=True)
     v.add_argument("--host")
     v.add_argument("--port", type=int)
+    v.add_argument("--workers", type=int, help="processes (default 1)")
     v.add_argument("--redis-url")
 
     d = sub.add_parser("demo", help="the whole lifecycle on embedded defaults")
@@ -79,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "redis_url", None):
             overrides["redis_url"] = args.redis_url
         settings = Settings(**overrides)  # type: ignore[arg-type]
-        if args.command == "serve" and (args.host or args.port):
-            serve_cfg = settings.serve.model_copy(
-                update={k: v for k, v in (("host", args.host), ("port", args.port)) if v}
-            )
+        if args.command == "serve":
+            flags = {"host": args.host, "port": args.port, "workers": args.workers}
+            given = {k: v for k, v in flags.items() if v is not None}
+            # validated like any setting: --port 0 or --workers 0 is a usage error
+            serve_cfg = type(settings.serve).model_validate(settings.serve.model_dump() | given)
             settings = settings.model_copy(update={"serve": serve_cfg})
         return _run(parser, args, settings)
     except RecsysError as e:

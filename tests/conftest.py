@@ -48,7 +48,9 @@ def small_settings(redis_url: str, **overrides: object) -> Settings:
             "neighbours": 10,
             "history_len": 10,
         },
-        "ranker": {"num_trees": 30, "min_data_in_leaf": 5, "min_label_users": 50},
+        # one training thread: on a busy 2-core machine OpenMP teams intermittently made tiny
+        # trainings take 14-40 s instead of 0.05 s
+        "ranker": {"num_trees": 30, "min_data_in_leaf": 5, "min_label_users": 50, "num_threads": 1},
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

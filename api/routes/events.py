@@ -1,19 +1,36 @@
+"""POST /events: a watch, stored at once so the next answer for that user accounts for it."""
+
 import time
 
 from fastapi import APIRouter, HTTPException
-from redis.exceptions import RedisError
 
 from api.deps import ServiceDep
-from api.schemas import EventAccepted, EventIn
+from api.schemas import ErrorBody, EventAccepted, EventIn
+from api.service import REDIS_ERRORS
 from recsys.columns import UNKNOWN_DEVICE
 from recsys.store.events import WatchEvent
 
-router = APIRouter()
+router = APIRouter(tags=["events"])
 
 
-@router.post("/events", response_model=EventAccepted, status_code=202)
+@router.post(
+    "/events",
+    response_model=EventAccepted,
+    status_code=202,
+    responses={
+        400: {"model": ErrorBody, "description": "Body is not JSON text (e.g. not UTF-8)."},
+        401: {"model": ErrorBody, "description": "API key configured and missing or wrong."},
+        413: {"model": ErrorBody, "description": "Body larger than max_body_bytes (4 KiB)."},
+        503: {"model": ErrorBody, "description": "Redis unavailable: retry later."},
+    },
+)
 async def post_event(event: EventIn, service: ServiceDep) -> EventAccepted:
-    """Record a watch: the item leaves the user's recommendations from the next request on."""
+    """Record a watch: the item never comes back in this user's recommendations.
+
+    The event joins the user's capped list of recent events in Redis (newest
+    `max_events_per_user`), which every recommendation request reads. Delivery is at least
+    once: after a 503 the event may or may not be stored, and retrying it is harmless.
+    """
     watch = WatchEvent(
         item_id=event.item_id,
         timestamp=int(time.time()) if event.timestamp is None else event.timestamp,
@@ -22,6 +39,6 @@ async def post_event(event: EventIn, service: ServiceDep) -> EventAccepted:
     )
     try:
         await service.record_event(event.user_id, watch)
-    except (RedisError, TimeoutError, OSError) as e:
-        raise HTTPException(503, detail="event store unavailable, retry later") from e
+    except REDIS_ERRORS as e:
+        raise HTTPException(503, detail="event store (Redis) unavailable; retry later") from e
     return EventAccepted()

@@ -1,0 +1,135 @@
+"""Prometheus metrics of the API, on a registry of the app's own.
+
+Each app gets its own ``CollectorRegistry`` so tests can build many apps in one process. Label
+values come from small fixed sets (route templates, outcomes, fallback reasons, stages), never
+from raw paths or user ids, so the number of series stays bounded whatever clients send.
+Labelled children are cached: a request costs a dict lookup and an ``observe`` (about 1 us).
+
+Several uvicorn workers: when ``PROMETHEUS_MULTIPROC_DIR`` is set before the workers start,
+prometheus-client writes every value to per-process files there, and ``/metrics`` (answered by
+any one worker) sums all of them. ``recsys serve`` sets it up for ``workers > 1``.
+"""
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+# Fine below the 100 ms deadline, where the interesting answers are; coarse above it.
+LATENCY_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
+STAGES = ("redis", "rank", "serialise")
+FALLBACK_REASONS = ("cold-start", "redis-unavailable", "ranker-timeout")
+UNMATCHED_ROUTE = "unmatched"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory of a multi-worker server, if one is configured."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class ApiMetrics:
+    """Every metric the API exports, with the few operations the request path needs."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        if multiprocess_dir() is None:
+            ProcessCollector(registry=self.registry)  # CPU and memory; per process only
+        self.request_seconds = Histogram(
+            "recsys_http_request_duration_seconds",
+            "Time from the request's arrival to its response, by route template and outcome "
+            "(ok, a fallback reason, 4xx, 5xx).",
+            ["route", "outcome"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "recsys_fallbacks",
+            "Recommendation answers that did not come from the ranker, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "recsys_stage_duration_seconds",
+            "Time per stage of GET /recommendations: redis (one pipelined read), rank "
+            "(features + LightGBM, including the wait for a rank thread), serialise.",
+            ["stage"],
+            buckets=STAGE_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "recsys_model_info",
+            "1 for the build a worker is serving, 0 for builds it served before.",
+            ["version"],
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+        self.model_swaps = Counter(
+            "recsys_model_swaps",
+            "Builds loaded and switched to without a restart (the first load included).",
+            registry=self.registry,
+        )
+        self._stages = {s: self.stage_seconds.labels(stage=s) for s in STAGES}
+        self._fallbacks = {r: self.fallbacks.labels(reason=r) for r in FALLBACK_REASONS}
+        self._requests: dict[tuple[str, str], Histogram] = {}
+
+    def observe_request(self, route: str, outcome: str, seconds: float) -> None:
+        child = self._requests.get((route, outcome))
+        if child is None:  # at most routes x outcomes children, all created on first use
+            child = self.request_seconds.labels(route=route, outcome=outcome)
+            self._requests[(route, outcome)] = child
+        child.observe(seconds)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self._stages[stage].observe(seconds)
+
+    def count_fallback(self, reason: str) -> None:
+        self._fallbacks[reason].inc()
+
+    def model_swapped(self, old_version: str | None, new_version: str) -> None:
+        if old_version is not None:
+            self.model_info.labels(version=old_version).set(0)
+        self.model_info.labels(version=new_version).set(1)
+        self.model_swaps.inc()
+
+    def render(self) -> bytes:
+        """The text exposition format: this process's registry, or every worker's files."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
+
+    @staticmethod
+    def process_exited(pid: int) -> None:
+        """Drop a finished worker's live gauges from the shared directory."""
+        if multiprocess_dir() is not None:
+            multiprocess.mark_process_dead(pid)

@@ -1,0 +1,108 @@
+"""Optional API key (X-API-Key) and CORS, both off unless configured."""
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.test_api_support import Built, api_client, build_small
+
+KEY = "s3cret-ключ"  # non-ASCII on purpose: headers travel as bytes
+EVENT = {"user_id": "sec", "item_id": 1}
+
+
+@pytest.fixture(scope="module")
+def built(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_small(redis_url, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def keyed(built: Built) -> Iterator[TestClient]:
+    with api_client(built, built.with_serve(api_key=KEY)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def open_api(built: Built) -> Iterator[TestClient]:
+    with api_client(built) as client:
+        yield client
+
+
+def _key_header(key: str) -> dict[bytes, bytes]:
+    return {b"X-API-Key": key.encode()}
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])
+def test_with_a_key_configured_data_routes_refuse_a_missing_or_wrong_key(
+    keyed: TestClient, built: Built, headers: dict[str, str]
+) -> None:
+    user = built.known_users(1)[0]
+    for r in (
+        keyed.post("/events", json=EVENT, headers=headers),
+        keyed.get(f"/recommendations/{user}", headers=headers),
+    ):
+        assert r.status_code == 401
+        assert r.json() == {"detail": "missing or invalid X-API-Key header"}
+
+
+def test_with_a_key_configured_the_right_key_is_let_through(
+    keyed: TestClient, built: Built
+) -> None:
+    user = built.known_users(1)[0]
+    assert keyed.post("/events", json=EVENT, headers=_key_header(KEY)).status_code == 202
+    r = keyed.get(f"/recommendations/{user}", headers=_key_header(KEY))
+    assert r.status_code == 200
+    assert r.json()["fallback"] is None
+
+
+def test_probes_and_metrics_need_no_key(keyed: TestClient) -> None:
+    assert keyed.get("/healthz").status_code == 200
+    assert keyed.get("/readyz").status_code == 200
+    assert keyed.get("/metrics").status_code == 200
+
+
+def test_the_openapi_schema_says_whether_a_key_is_needed(
+    keyed: TestClient, open_api: TestClient
+) -> None:
+    keyed_schema = keyed.get("/openapi.json").json()
+    assert keyed_schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    assert keyed_schema["paths"]["/events"]["post"]["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in keyed_schema["paths"]["/healthz"]["get"]
+    open_schema = open_api.get("/openapi.json").json()
+    assert "securitySchemes" not in open_schema.get("components", {})
+    assert "security" not in open_schema["paths"]["/events"]["post"]
+
+
+def test_without_a_key_configured_no_header_is_needed(open_api: TestClient) -> None:
+    assert open_api.post("/events", json=EVENT).status_code == 202
+
+
+def test_cors_is_off_by_default(open_api: TestClient) -> None:
+    r = open_api.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    preflight = open_api.options(
+        "/events",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 405
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_cors_allows_only_the_configured_origins(built: Built) -> None:
+    settings = built.with_serve(cors_origins=["https://app.example"])
+    with api_client(built, settings) as api:
+        allowed = api.get("/healthz", headers={"Origin": "https://app.example"})
+        other = api.get("/healthz", headers={"Origin": "https://evil.example"})
+        preflight = api.options(
+            "/events",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-api-key",
+            },
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in other.headers
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
