@@ -10,6 +10,8 @@ from pathlib import Path
 # Must be set before numpy loads OpenBLAS.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from eval.cli import add_eval_arguments  # argparse and pathlib only: --help stays instant
+
 EXIT_USAGE = 2
 
 
@@ -36,10 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--redis-url")
 
     e = sub.add_parser("eval", help="hold out, build, score, write a report")
-    e.add_argument("data_dir", type=Path)
-    e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--protocol", choices=["leave-last-out", "temporal"], default="leave-last-out")
-    e.add_argument("--redis-url")
+    add_eval_arguments(e)
 
     v = sub.add_parser("serve", help="run the API")
     v.add_argument("--artifacts", type=Path, required=True)
@@ -117,9 +116,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
 
         build(args.data_dir, args.artifacts, settings)
     elif args.command == "eval":
-        from eval.run import run_eval
+        from eval.cli import run_from_args
 
-        run_eval(args.data_dir, args.out, args.protocol, settings)
+        run_from_args(args, settings)
     elif args.command == "serve":
         from api.serve import serve
 

@@ -2,45 +2,108 @@
 
 Two-stage and stage-1 answers are read back from Redis and ranked by ``recsys.serving``, the code
 the API runs, so the report measures what users would get. Baselines are computed on the same
-training events: popularity (most watched, seen items removed) and plain ALS (exact top-k of the
-same factors, seen items removed).
+training events: popularity (most watched, seen items removed), item-kNN (cosine, 100
+neighbours) and plain ALS (a fresh full fit, exact top-k, seen items removed). Every answer is
+computed to depth 100, so each metric is reported at k in ``KS``.
+
+One build is scored by :func:`evaluate`, which also keeps each test user's NDCG@10 and HR@10:
+bootstrap intervals (:func:`confidence`) and paired comparisons (:func:`paired`) resample those
+users, over one split or over the folds of walk-forward (:func:`walk_forward_report`). The
+definitions of every number are in ``docs/METRICS.md`` and in each report.
 """
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
 
 import numpy as np
 import polars as pl
 import redis
 
+from recsys.baselines import als_top_k, item_knn_top_k, pad_rows, popularity_top_k
 from recsys.candidates.generate import recent_items, seen_keys
 from recsys.candidates.merge import SourceList, merge
 from recsys.candidates.sources import SOURCE_NAMES, UserBatch
 from recsys.columns import Columns
-from recsys.config import ALSConfig, Settings
+from recsys.config import Settings
 from recsys.data.dataset import Dataset
-from recsys.data.split import Split, leave_last_out, temporal_split
-from recsys.features import RequestContext
-from recsys.metrics import catalogue_coverage, ranking_metrics_at_k, summarize
-from recsys.mf import fit_als
+from recsys.data.split import Split, leave_last_out, temporal_split, walk_forward
+from recsys.drift import describe_shift, feature_drift
+from recsys.events_index import index_events
+from recsys.features import FEATURE_NAMES, RequestContext, build_features
+from recsys.ids import IdIndex
+from recsys.metrics import (
+    catalogue_coverage,
+    mean_popularity_percentile,
+    popularity_percentile,
+    ranking_metrics_at_k,
+    summarize,
+)
 from recsys.pipeline import BuildResult
+from recsys.ranking.labels import split_for_labels
+from recsys.ranking.training_set import label_requests, request_states
 from recsys.serving import ServingModel, rank, stage1
-from recsys.store.codec import decode_user_state
+from recsys.stage1 import fit_stage1
+from recsys.stats import bootstrap_ci, paired_comparison
+from recsys.store.codec import UserState, decode_user_state
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
-Protocol = Literal["leave-last-out", "temporal"]
-KS: tuple[int, ...] = (10, 20, 50)
-BATCH = 256
+Protocol = Literal["leave-last-out", "temporal", "walk-forward"]
+KS: Final[tuple[int, ...]] = (1, 5, 10, 20, 50, 100)
+DEPTH: Final = max(KS)
+CANDIDATE_DEPTHS: Final = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+MODELS: Final = ("popularity", "item_knn", "als", "stage1", "two_stage")
+CI_METRICS: Final = ("ndcg@10", "hr@10")
+BATCH: Final = 256
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What an evaluation run computes beyond the metrics, and how hard it tries."""
+
+    folds: int = 3
+    """Walk-forward: number of folds, the last ending at the last event."""
+    fold_days: int = 30
+    """Walk-forward: length of each test window."""
+    resamples: int = 1000
+    """Bootstrap resamples of the test users, for every interval."""
+    permutations: int = 10_000
+    """Sign-flip resamples of each paired comparison's p-value (resolution ~1/permutations)."""
+    seed: int = 0
+    drift_requests: int = 1000
+    """Requests per side whose candidates' features are compared for drift; 0 turns drift off."""
+
+
+DEFAULT_OPTIONS: Final = EvalOptions()
+
+
+def protocol_splits(
+    interactions: pl.DataFrame, protocol: Protocol, options: EvalOptions = DEFAULT_OPTIONS
+) -> list[Split]:
+    """One split per build to score: one for leave-last-out and temporal, one per fold."""
+    if protocol == "walk-forward":
+        return walk_forward(interactions, options.folds, options.fold_days)
+    return [split_for_protocol(interactions, protocol)]
 
 
 def split_for_protocol(interactions: pl.DataFrame, protocol: Protocol) -> Split:
+    """The single split of leave-last-out or temporal (walk-forward has several)."""
     if protocol == "leave-last-out":
         return leave_last_out(interactions)
-    return temporal_split(interactions)
+    if protocol == "temporal":
+        return temporal_split(interactions)
+    raise ValueError(f"{protocol} has one split per fold: use protocol_splits")
+
+
+def train_dataset(dataset: Dataset, split: Split) -> Dataset:
+    """What a build of this split may read: its training events and the catalogue."""
+    return Dataset(interactions=split.train, items=dataset.items)
 
 
 @dataclass(frozen=True)
@@ -76,31 +139,38 @@ def test_requests(test: pl.DataFrame, build: BuildResult, model: ServingModel) -
     )
 
 
-def _pad(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
-    out = np.full((len(rows), width), -1, dtype=np.int64)
-    for j, r in enumerate(rows):
-        out[j, : min(len(r), width)] = r[:width]
-    return out
-
-
 @dataclass(frozen=True)
 class Served:
     two_stage: np.ndarray  # [U, k] padded
     stage1: np.ndarray  # [U, k] padded
     candidates: list[np.ndarray]
     flags: list[np.ndarray]
+    sample_states: list[UserState]  # as read from Redis, for the requests in ``sample``
+    sample_contexts: list[RequestContext]
 
 
 def served_answers(
-    client: redis.Redis, keys: Keys, model: ServingModel, req: TestRequests, k: int
+    client: redis.Redis,
+    keys: Keys,
+    model: ServingModel,
+    req: TestRequests,
+    k: int,
+    sample: np.ndarray | None = None,
 ) -> Served:
-    """Two-stage and stage-1 top-k, and the candidates, per request, read back from Redis."""
+    """Two-stage and stage-1 top-k, and the candidates, per request, read back from Redis; the
+    states of the request positions in ``sample`` are kept too (drift reads their features)."""
+    keep = np.zeros(len(req.users), dtype=bool)
+    if sample is not None:
+        keep[sample] = True
     two_stage: list[np.ndarray] = []
     first: list[np.ndarray] = []
     candidates: list[np.ndarray] = []
     flags: list[np.ndarray] = []
+    kept_states: list[UserState] = []
+    kept_contexts: list[RequestContext] = []
     for start in range(0, len(req.users), BATCH):
         user_keys = req.user_keys[start : start + BATCH]
+        contexts = req.contexts[start : start + BATCH]
         pipe = client.pipeline(transaction=False)
         for u in user_keys:
             pipe.get(keys.user_state(model.version, u))
@@ -110,46 +180,39 @@ def served_answers(
             if blob is None:
                 raise RuntimeError(f"build {model.version} has no state for user {u}")
             states.append(decode_user_state(blob))
-        ranked = rank(model, states, req.contexts[start : start + BATCH], k)
+        ranked = rank(model, states, contexts, k)
         two_stage.extend(r.item_idx for r in ranked)
         first.extend(stage1(s, k).item_idx for s in states)
         candidates.extend(s.cand_item for s in states)
         flags.extend(s.cand_sources for s in states)
-    return Served(_pad(two_stage, k), _pad(first, k), candidates, flags)
+        for j in np.flatnonzero(keep[start : start + BATCH]):
+            kept_states.append(states[j])
+            kept_contexts.append(contexts[j])
+    return Served(
+        pad_rows(two_stage, k), pad_rows(first, k), candidates, flags, kept_states, kept_contexts
+    )
 
 
-def als_top_k(build: BuildResult, users: np.ndarray, k: int, cfg: ALSConfig) -> np.ndarray:
-    """Plain ALS, as a user of implicit would run it: a fresh full fit on the same training
-    events (not the build's warm-started one), exact top-k over the catalogue, seen removed."""
-    seen = build.stage1.seen
-    f = fit_als(seen, cfg)
-    out = np.empty((len(users), k), dtype=np.int64)
-    for start in range(0, len(users), 1024):
-        u = users[start : start + 1024]
-        scores = f.user[u] @ f.item.T
-        rows, cols = seen[u].nonzero()
-        scores[rows, cols] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        out[start : start + len(u)] = np.take_along_axis(part, order, axis=1)
-    return out
+def candidate_depths(per_user: int) -> list[int]:
+    return sorted({d for d in CANDIDATE_DEPTHS if d < per_user} | {per_user})
 
 
-def popularity_top_k(build: BuildResult, users: np.ndarray, k: int) -> np.ndarray:
-    """Most watched of all time (not the serving fallback's 'popular now'), seen items removed."""
-    seen = build.stage1.seen
-    popular = np.argsort(-build.stage1.items.pop_all, kind="stable").astype(np.int64)
-    rows = []
-    for u in users:
-        user_seen = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
-        pool = popular[: k + len(user_seen)]
-        rows.append(pool[~np.isin(pool, user_seen)][:k])
-    return _pad(rows, k)
+def recall_at_depths(
+    rows: Sequence[np.ndarray], relevant: list[np.ndarray], depths: Sequence[int], name: str
+) -> dict[str, float]:
+    """``{f"{name}@{d}": recall}`` of ranked rows cut at each depth."""
+    padded = pad_rows(list(rows), max(depths))
+    return {
+        f"{name}@{d}": round(summarize(ranking_metrics_at_k(padded, relevant, d)["recall"]), 5)
+        for d in depths
+    }
 
 
-def _recall(rows: list[np.ndarray], relevant: list[np.ndarray]) -> float:
+def _recall(rows: Sequence[np.ndarray], relevant: list[np.ndarray]) -> float:
     width = max(1, max((len(r) for r in rows), default=1))
-    return round(summarize(ranking_metrics_at_k(_pad(rows, width), relevant, width)["recall"]), 5)
+    return round(
+        summarize(ranking_metrics_at_k(pad_rows(list(rows), width), relevant, width)["recall"]), 5
+    )
 
 
 def candidate_recall(
@@ -159,10 +222,12 @@ def candidate_recall(
     candidate_flags: list[np.ndarray],
     settings: Settings,
 ) -> dict[str, Any]:
-    """Recall of held-out items: of the merged candidates, of the part each source found, and
-    of each source's own top ``per_user`` (seen removed) had it filled every slot alone."""
+    """Recall of held-out items: of the merged candidates (in stored, stage-1 order, at several
+    depths), of the part each source found, and of each source's own top ``per_user`` (seen
+    removed, in the source's order) had it filled every slot alone."""
     stage1 = build.stage1
     per_user = settings.candidates.per_user
+    depths = candidate_depths(per_user)
     n_items = stage1.items.n_items
     merged_share = {}
     for spec in stage1.sources:
@@ -172,7 +237,7 @@ def candidate_recall(
             "recall_in_merged": _recall(found, req.relevant),
             "slots_per_user": round(float(np.mean([len(x) for x in found])), 1),
         }
-    alone: dict[str, float] = {}
+    alone: dict[str, dict[str, float]] = {}
     for spec in stage1.sources:
         rows: list[np.ndarray] = []
         for start in range(0, len(req.users), 1024):
@@ -188,11 +253,16 @@ def candidate_recall(
             lst = SourceList(offered, spec.source.flag, per_user, per_user)
             merged = merge([lst], seen_keys(stage1.seen, users, n_items), n_items, per_user)
             rows += np.split(merged.items, merged.offsets[1:-1])
-        alone[SOURCE_NAMES[spec.source.flag]] = _recall(rows, req.relevant)
+        name = SOURCE_NAMES[spec.source.flag]
+        alone[name] = {
+            "recall_alone": _recall(rows, req.relevant),
+            **recall_at_depths(rows, req.relevant, depths, "recall_alone"),
+        }
     return {
         "per_user": round(float(np.mean([len(c) for c in candidates])), 1),
         "recall": _recall(candidates, req.relevant),
-        "sources": {name: {"recall_alone": alone[name], **merged_share[name]} for name in alone},
+        **recall_at_depths(candidates, req.relevant, depths, "recall"),
+        "sources": {name: {**alone[name], **merged_share[name]} for name in alone},
     }
 
 
@@ -223,45 +293,337 @@ def segments(
     return out
 
 
-def score(recommended: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict[str, float]:
-    out: dict[str, float] = {}
+@dataclass(frozen=True)
+class Scored:
+    row: dict[str, float]  # metric@k -> mean over users, the report's row
+    per_user: dict[str, np.ndarray]  # CI_METRICS -> value per test user
+
+
+def score(
+    recommended: np.ndarray, relevant: list[np.ndarray], n_items: int, pop_pct: np.ndarray
+) -> Scored:
+    """Every metric at every k of one model's answers; see ``recsys.metrics`` for definitions.
+
+    ``pop_bias@k`` needs the held-out reference and is added by :func:`evaluate`."""
+    row: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
     for k in KS:
         m = ranking_metrics_at_k(recommended, relevant, k)
-        out[f"ndcg@{k}"] = round(summarize(m["ndcg"]), 5)
-        out[f"hr@{k}"] = round(summarize(m["hit_rate"]), 5)
-        out[f"recall@{k}"] = round(summarize(m["recall"]), 5)
-        out[f"mrr@{k}"] = round(summarize(m["mrr"]), 5)
-    out[f"coverage@{KS[0]}"] = round(catalogue_coverage(recommended, KS[0], n_items), 5)
-    return out
+        named = {"ndcg": m["ndcg"], "hr": m["hit_rate"], "recall": m["recall"], "mrr": m["mrr"]}
+        for name, values in named.items():
+            key = f"{name}@{k}"
+            row[key] = round(summarize(values), 5)
+            if key in CI_METRICS:
+                per_user[key] = values
+        row[f"coverage@{k}"] = round(catalogue_coverage(recommended, k, n_items), 5)
+        row[f"pop_pct@{k}"] = round(
+            summarize(mean_popularity_percentile(recommended, k, pop_pct)), 5
+        )
+    return Scored(row, per_user)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One build's report, and the per-user values behind its intervals and comparisons."""
+
+    report: dict[str, Any]
+    user_keys: list[str]
+    per_user: dict[str, dict[str, np.ndarray]]  # model -> CI_METRICS -> value per test user
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings_s: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings_s[name] = round(time.perf_counter() - start, 3)
+
+
+def evaluate(
+    split: Split,
+    build: BuildResult,
+    model: ServingModel,
+    client: redis.Redis,
+    settings: Settings,
+    options: EvalOptions = DEFAULT_OPTIONS,
+    train: Dataset | None = None,
+) -> Evaluation:
+    """Score one published build on its split's test users: every model at every k, candidate
+    recall, segments and, given the training dataset ``train``, feature drift."""
+    clock = _Clock()
+    req = test_requests(split.test, build, model)
+    if len(req.users) == 0:
+        raise RuntimeError("no test user has training history; nothing to evaluate")
+    rng = np.random.default_rng(options.seed)
+    n_sample = min(options.drift_requests, len(req.users)) if train is not None else 0
+    sample = np.sort(rng.choice(len(req.users), n_sample, replace=False))
+    with clock.stage("served answers"):
+        served = served_answers(client, Keys(settings.key_prefix), model, req, DEPTH, sample)
+    seen = build.stage1.seen
+    users = req.users.astype(np.int64)
+    answers: dict[str, np.ndarray] = {}
+    with clock.stage("popularity"):
+        answers["popularity"] = popularity_top_k(seen, build.stage1.items.pop_all, users, DEPTH)
+    with clock.stage("item_knn"):
+        answers["item_knn"] = item_knn_top_k(seen, users, DEPTH)
+    with clock.stage("als"):
+        answers["als"] = als_top_k(seen, users, DEPTH, settings.als)
+    answers["stage1"] = served.stage1
+    answers["two_stage"] = served.two_stage
+
+    n_items = model.items.n_items
+    pop_pct = popularity_percentile(build.stage1.items.pop_all)
+    held_out_pct = summarize([pop_pct[r].mean() if len(r) else np.nan for r in req.relevant])
+    with clock.stage("metrics"):
+        scored = {name: score(rec, req.relevant, n_items, pop_pct) for name, rec in answers.items()}
+    results = {}
+    for name, s in scored.items():
+        bias = {f"pop_bias@{k}": round(s.row[f"pop_pct@{k}"] - held_out_pct, 5) for k in KS}
+        results[name] = s.row | bias
+    with clock.stage("candidate recall"):
+        candidates = candidate_recall(build, req, served.candidates, served.flags, settings)
+    per_user_ndcg = {name: s.per_user["ndcg@10"] for name, s in scored.items()}
+    report: dict[str, Any] = {
+        "protocol": split.protocol,
+        "users": len(req.users),
+        "ks": list(KS),
+        "window": split_window(split),
+        "results": results,
+        "popularity_reference": {"held_out_pop_pct": round(held_out_pct, 5)},
+        "candidates": candidates,
+        "segments_ndcg@10": segments(req, build, model, per_user_ndcg),
+    }
+    if train is not None and n_sample:
+        with clock.stage("drift"):
+            report["drift"] = drift(train, build, model, served, settings, options)
+    report |= {
+        "build_version": build.version,
+        "ranker": build.manifest["ranker"],
+        "timings_s": build.manifest["timings_s"],
+        "eval_timings_s": clock.timings_s,
+    }
+    return Evaluation(
+        report=report,
+        user_keys=req.user_keys,
+        per_user={name: s.per_user for name, s in scored.items()},
+    )
 
 
 def evaluate_build(
     split: Split, build: BuildResult, model: ServingModel, client: redis.Redis, settings: Settings
 ) -> dict[str, Any]:
-    req = test_requests(split.test, build, model)
-    if len(req.users) == 0:
-        raise RuntimeError("no test user has training history; nothing to evaluate")
-    k = max(KS)
-    served = served_answers(client, Keys(settings.key_prefix), model, req, k)
-    n_items = model.items.n_items
-    answers = {
-        "popularity": popularity_top_k(build, req.users, k),
-        "als": als_top_k(build, req.users, k, settings.als),
-        "stage1": served.stage1,
-        "two_stage": served.two_stage,
+    """The report of one build, without drift (kept for callers that only want the numbers)."""
+    return evaluate(split, build, model, client, settings).report
+
+
+def _iso(ts: int | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_window(split: Split) -> dict[str, Any]:
+    """When training stops and what the test holds, for the report."""
+    return {
+        "train_events": split.train.height,
+        "test_events": split.test.height,
+        "train_until": _iso(split.cut_ts),
+        "test_until": _iso(split.test_end_ts),
     }
-    per_user_ndcg = {
-        name: ranking_metrics_at_k(answers[name], req.relevant, 10)["ndcg"]
-        for name in ("als", "two_stage")
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def training_window_features(
+    train: Dataset, build: BuildResult, settings: Settings, max_requests: int
+) -> tuple[np.ndarray, int]:
+    """Features of every candidate of the ranker's training requests, as of its label cut.
+
+    The same steps as the build's ``training_data`` (same label split, same stage 1 on history,
+    same request sample: ``label_requests`` draws the same permutation, so these requests are
+    the first of the ranker's own), but without negative sampling: drift compares candidate
+    distributions, and sampling 100 negatives of 500 would itself look like drift."""
+    labels_split = split_for_labels(train.interactions, settings.ranker)
+    item_ids = IdIndex(train.items[Columns.item])
+    devices = build.stage1.items.devices
+    users = IdIndex.from_values(labels_split.history[Columns.user])
+    history = index_events(labels_split.history, users, item_ids, devices)
+    history_stage1 = fit_stage1(
+        history, labels_split.history, len(users), train.items, devices, settings
+    )
+    labels = index_events(labels_split.labels, users, item_ids, devices)
+    requests = label_requests(labels, max_requests, settings.ranker.seed)
+    parts = [
+        build_features(states, contexts, history_stage1.items)
+        for states, contexts, _ in request_states(requests, history_stage1, settings)
+    ]
+    if not parts:
+        return np.empty((0, len(FEATURE_NAMES)), np.float32), 0
+    return np.concatenate(parts), len(requests.users)
+
+
+def drift(
+    train: Dataset,
+    build: BuildResult,
+    model: ServingModel,
+    served: Served,
+    settings: Settings,
+    options: EvalOptions,
+) -> dict[str, Any]:
+    """PSI of each ranker feature and of the ranker's score, training window vs test window."""
+    reference, n_requests = training_window_features(train, build, settings, options.drift_requests)
+    current = build_features(served.sample_states, served.sample_contexts, model.items)
+    return {
+        "reference": "candidates of the ranker's training requests, as of its label cut",
+        "current": "candidates of the test requests, as served",
+        "reference_requests": n_requests,
+        "current_requests": len(served.sample_states),
+        "reference_rows": int(reference.shape[0]),
+        "current_rows": int(current.shape[0]),
+        "features": feature_drift(reference, current, FEATURE_NAMES),
+        "score": describe_shift(model.ranker.score(reference), model.ranker.score(current)),
+    }
+
+
+# --------------------------------------------------------------------------- across users, folds
+
+
+def confidence(evaluations: Sequence[Evaluation], options: EvalOptions) -> dict[str, Any]:
+    """Bootstrap 95% intervals of ``CI_METRICS`` for every model; folds are strata."""
+    intervals: dict[str, dict[str, list[float]]] = {}
+    for name in evaluations[0].per_user:
+        intervals[name] = {
+            metric: bootstrap_ci(
+                [ev.per_user[name][metric] for ev in evaluations], options.resamples, options.seed
+            ).as_list()
+            for metric in CI_METRICS
+        }
+    return {
+        "level": 0.95,
+        "method": "percentile bootstrap over test users"
+        + (", folds resampled separately" if len(evaluations) > 1 else ""),
+        "resamples": options.resamples,
+        "seed": options.seed,
+        "intervals": intervals,
+    }
+
+
+def _aligned(a: Evaluation, b: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``a`` and ``b`` of the users both scored, in ``a``'s order."""
+    pos_b = {u: i for i, u in enumerate(b.user_keys)}
+    both = [(i, pos_b[u]) for i, u in enumerate(a.user_keys) if u in pos_b]
+    idx = np.array(both, dtype=np.int64).reshape(-1, 2)
+    return idx[:, 0], idx[:, 1]
+
+
+def paired(
+    champion: Sequence[Evaluation],
+    challenger: Sequence[Evaluation],
+    champion_model: str,
+    challenger_model: str,
+    options: EvalOptions,
+) -> dict[str, dict[str, Any]]:
+    """Challenger minus champion on ``CI_METRICS``, per user, paired within each fold."""
+    out = {}
+    for metric in CI_METRICS:
+        a_strata, b_strata = [], []
+        for a, b in zip(champion, challenger, strict=True):
+            ia, ib = _aligned(a, b)
+            a_strata.append(a.per_user[champion_model][metric][ia])
+            b_strata.append(b.per_user[challenger_model][metric][ib])
+        result = paired_comparison(
+            a_strata,
+            b_strata,
+            resamples=options.resamples,
+            permutations=options.permutations,
+            seed=options.seed,
+        )
+        out[metric] = result.as_dict()
+    return out
+
+
+def single_report(evaluation: Evaluation, options: EvalOptions) -> dict[str, Any]:
+    """The report of one split: the build's numbers, intervals, and two-stage against each
+    other row on the same users."""
+    return evaluation.report | {
+        "confidence": confidence([evaluation], options),
+        "paired": {
+            name: paired([evaluation], [evaluation], name, "two_stage", options)
+            for name in MODELS
+            if name != "two_stage"
+        },
+    }
+
+
+def _mean_rows(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {key: round(float(np.mean([r[key] for r in rows])), 5) for key in rows[0]}
+
+
+def walk_forward_report(evaluations: Sequence[Evaluation], options: EvalOptions) -> dict[str, Any]:
+    """Per-fold results and their mean (each fold weighs the same, as monthly monitoring
+    would); candidates, segments, drift and ranker describe the latest fold, the build that
+    production would ship."""
+    latest = evaluations[-1].report
+    folds = [
+        {
+            "fold": i + 1,
+            "users": ev.report["users"],
+            "build_version": ev.report["build_version"],
+            **ev.report["window"],
+            "ranker_valid_ndcg@10": ev.report["ranker"]["valid_ndcg@10"],
+            "results": ev.report["results"],
+        }
+        for i, ev in enumerate(evaluations)
+    ]
+    results = {
+        name: _mean_rows([ev.report["results"][name] for ev in evaluations])
+        for name in latest["results"]
     }
     return {
-        "protocol": split.protocol,
-        "users": len(req.users),
-        "results": {name: score(rec, req.relevant, n_items) for name, rec in answers.items()},
-        "candidates": candidate_recall(build, req, served.candidates, served.flags, settings),
-        "segments_ndcg@10": segments(req, build, model, per_user_ndcg),
+        **latest,
+        "users": int(sum(ev.report["users"] for ev in evaluations)),
+        "results": results,
+        "walk_forward": {"folds": options.folds, "fold_days": options.fold_days},
+        "folds": folds,
+        "popularity_reference": _mean_rows(
+            [ev.report["popularity_reference"] for ev in evaluations]
+        ),
+        "confidence": confidence(evaluations, options),
+        "paired": {
+            name: paired(evaluations, evaluations, name, "two_stage", options)
+            for name in MODELS
+            if name != "two_stage"
+        },
     }
 
 
-def train_dataset(dataset: Dataset, split: Split) -> Dataset:
-    return Dataset(interactions=split.train, items=dataset.items)
+def protocol_report(evaluations: Sequence[Evaluation], options: EvalOptions) -> dict[str, Any]:
+    if len(evaluations) == 1:
+        return single_report(evaluations[0], options)
+    return walk_forward_report(evaluations, options)
+
+
+def compare_report(
+    champion: Sequence[Evaluation],
+    challenger: Sequence[Evaluation],
+    overrides: dict[str, dict[str, Any]],
+    options: EvalOptions,
+) -> dict[str, Any]:
+    """Two configurations built and scored on the same splits and users: each one's full
+    report, and the challenger's rows minus the champion's, paired per user."""
+    champ, chall = protocol_report(champion, options), protocol_report(challenger, options)
+    return {
+        "protocol": champ["protocol"],
+        "mode": "compare",
+        "users": champ["users"],
+        "ks": list(KS),
+        "settings": overrides,
+        "paired": {
+            name: paired(champion, challenger, name, name, options)
+            for name in ("two_stage", "stage1", "als")
+        },
+        "champion": champ,
+        "challenger": chall,
+    }

@@ -27,6 +27,12 @@ the average, so all four metrics average over the same users.
 
 * ``Coverage@k = |{items in any user's top k}| / n_items`` (padding excluded), one number for
   the whole population.
+* ``PopPct@k``: the mean popularity percentile of the items in a user's top k (padding
+  excluded), ``nan`` for an empty list. An item's percentile is its mid-rank among all catalogue
+  items by training events, scaled to ``[0, 1]``: ``(rank - 1) / (n_items - 1)`` with ties
+  sharing their average rank, so the most watched item is 1, never-watched items share the
+  bottom, and the catalogue averages exactly 0.5. Comparing it with the same number for the
+  held-out items (what users really watched next) gives the popularity bias of a recommender.
 
 Everything is vectorised: the hits are found by encoding each ``(user, item)`` pair as the
 integer ``user * n + item`` and binary-searching the sorted relevant pairs, so 100k users x
@@ -42,8 +48,10 @@ import numpy.typing as npt
 __all__ = [
     "catalogue_coverage",
     "hit_rate_at_k",
+    "mean_popularity_percentile",
     "mrr_at_k",
     "ndcg_at_k",
+    "popularity_percentile",
     "ranking_metrics_at_k",
     "recall_at_k",
     "summarize",
@@ -221,6 +229,43 @@ def catalogue_coverage(recommended: npt.ArrayLike, k: int, n_items: int) -> floa
     seen = np.zeros(int(n_items), dtype=bool)
     seen[items] = True
     return float(np.count_nonzero(seen)) / float(n_items)
+
+
+def popularity_percentile(popularity: npt.ArrayLike) -> FloatArray:
+    """Each item's popularity mid-rank in ``[0, 1]`` (see PopPct in the module docstring).
+
+    ``popularity`` is any score monotone in the number of training events (counts, log counts):
+    only the order matters, which makes the number comparable across datasets of any size.
+    """
+    pop = np.asarray(popularity, dtype=np.float64)
+    if pop.ndim != 1 or pop.size == 0:
+        raise ValueError(f"popularity must be a non-empty 1-D array, got shape {pop.shape}")
+    if pop.size == 1:
+        return np.full(1, 0.5)
+    order = np.argsort(pop, kind="stable")
+    sorted_pop = pop[order]
+    # mid-rank of each run of ties: the mean of its first and last 0-based positions
+    starts = np.flatnonzero(np.r_[True, sorted_pop[1:] != sorted_pop[:-1]])
+    ends = np.r_[starts[1:], pop.size] - 1
+    run = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, pop.size]))
+    ranks = np.empty(pop.size, dtype=np.float64)
+    ranks[order] = (starts[run] + ends[run]) / 2.0
+    return ranks / (pop.size - 1)
+
+
+def mean_popularity_percentile(
+    recommended: npt.ArrayLike, k: int, percentile: npt.ArrayLike
+) -> FloatArray:
+    """Per-user mean of ``percentile`` over the top k (padding excluded); ``nan`` if empty."""
+    rec = _top_k(recommended, k)
+    pct = np.asarray(percentile, dtype=np.float64)
+    if rec.size and rec.max() >= pct.size:
+        raise ValueError(f"recommended item {int(rec.max())} is outside [0, {pct.size})")
+    valid = rec >= 0
+    values = np.where(valid, pct[np.where(valid, rec, 0)], 0.0)
+    counts = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, values.sum(axis=1) / counts, np.nan)
 
 
 def summarize(values: npt.ArrayLike) -> float:

@@ -1,100 +1,641 @@
-"""The evaluation report as markdown: numbers side by side, with the definitions behind them."""
+"""The evaluation report, for people: the same sections rendered as markdown and as HTML.
 
-from typing import Any
+:func:`sections` turns ``report.json`` into a list of titled blocks (paragraphs, tables, bullet
+lists, figures); :func:`render_markdown` and :func:`render_html` only lay them out, so the two
+files can never disagree. The HTML embeds its figures (base64 PNG) and its style, so it is one
+self-contained file.
+"""
 
-from recsys.evaluation import KS
+import base64
+import html
+import json
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
 
-ROW_NAMES = {
+KS: Final[tuple[int, ...]] = (1, 5, 10, 20, 50, 100)  # the default; a report lists its own "ks"
+
+ROW_NAMES: Final = {
     "popularity": "popularity (most watched, seen removed)",
+    "item_knn": "item-kNN (cosine, 100 neighbours, seen removed)",
     "als": "ALS (exact top-k, seen removed)",
     "stage1": "stage 1 as served (candidates in score order)",
     "two_stage": "two-stage (LambdaRank over candidates)",
 }
+SHORT_NAMES: Final = {
+    "popularity": "popularity",
+    "item_knn": "item-kNN",
+    "als": "ALS",
+    "stage1": "stage 1",
+    "two_stage": "two-stage",
+}
 
-DEFINITIONS = """\
-- **NDCG@k**: DCG@k / IDCG@k with binary gains, DCG = sum over hits at rank r (1-based) of
-  1/log2(r+1), ideal DCG over min(|held-out items|, k) positions; averaged over users.
-- **HR@k** (hit rate): share of users with at least one held-out item in their top k.
-- **Recall@k**: held-out items found in the top k / held-out items, averaged over users.
-- **MRR@k**: 1 / rank of the first hit in the top k (0 without a hit), averaged over users.
-- **coverage@10**: share of the catalogue that appears in at least one user's top 10.
+DEFINITIONS: Final = (
+    "**Test users**: one request per held-out user who has training history, at the time and "
+    "on the device of their first held-out event; their relevant items are all their held-out "
+    "items (binary relevance, each item once). Every model answers the same requests with 100 "
+    "items, training items removed; the two-stage answer is what the API would return.",
+    "**NDCG@k** = DCG@k / IDCG@k. Gains are binary: DCG@k = sum over ranks r <= k holding a "
+    "relevant item of 1 / log2(r + 1). The ideal DCG puts the user's held-out items first: "
+    "IDCG@k = sum for r = 1..min(|held-out items|, k) of 1 / log2(r + 1). Averaged over users.",
+    "**HR@k** (hit rate): the share of users with at least one held-out item in their top k.",
+    "**Recall@k**: held-out items in the top k / held-out items (not capped at k), averaged "
+    "over users.",
+    "**MRR@k**: 1 / rank of the first held-out item in the top k (0 without one), averaged "
+    "over users.",
+    "**coverage@k**: the share of the catalogue that appears in at least one user's top k.",
+    "**pop pct@k** (popularity): the mean popularity percentile of the items in a top k, "
+    "averaged over users. An item's percentile is its mid-rank among all catalogue items by "
+    "training events, scaled to [0, 1] (the most watched item is 1; the catalogue averages "
+    "0.5). **pop bias@k** = pop pct@k minus the same number for the held-out items: above 0, "
+    "a model recommends more popular items than users went on to watch.",
+    "**Candidate recall@d**: held-out items among a user's first d stage-1 candidates (in "
+    "stored order) / held-out items, averaged over users; at d = all candidates it is the "
+    "ceiling of stage 2. *Alone*: a source's own top list with every slot to itself.",
+    "**95% interval**: percentile bootstrap of the mean over test users (users resampled with "
+    "replacement; walk-forward: each fold resampled separately and the fold means averaged).",
+    "**Paired comparison**: per-user differences on the same users (challenger minus champion). "
+    "Interval: paired bootstrap. p: two-sided sign-flip randomisation test (each user's "
+    "difference flipped at random), with the Wilcoxon signed-rank p-value alongside.",
+    "**PSI** (population stability index) of a feature between the ranker's training window "
+    "(every candidate of its training requests, as of its label cut) and the test window (every "
+    "candidate of the test requests, as served): sum over 10 reference-decile bins (+1 for "
+    "missing values) of (current share - reference share) x ln(current share / reference "
+    "share), shares floored at 1e-4. Above 0.1: moderate shift; above 0.2: major shift.",
+    "**Walk-forward**: fold i trains on every event before its window and tests on the window's "
+    "events (users with history, items new to them); the reported value is the mean over folds.",
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # file stem of the PNG
+    caption: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+Block = str | Table | Figure | Bullets | Code
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: Sequence[Block] = field(default_factory=list)
+    level: int = 2
+
+
+# --------------------------------------------------------------------------- number formatting
+
+
+def _f(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    return f"{value:.4f}" if value >= 1e-4 else "< 0.0001"
+
+
+def _ci(interval: Sequence[float] | None) -> str:
+    return "" if interval is None else f" [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base > 0 else "n/a"
+
+
+def _ks(report: Mapping[str, Any]) -> list[int]:
+    return list(report.get("ks", KS))
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _summary_table(report: Mapping[str, Any]) -> Table:
+    res = report["results"]
+    intervals = report.get("confidence", {}).get("intervals", {})
+    base = res.get("als", {}).get("ndcg@10", 0.0)
+    rows = []
+    for name, row in res.items():
+        ci = intervals.get(name, {})
+        rows.append(
+            [
+                ROW_NAMES.get(name, name),
+                f"{row['ndcg@10']:.4f}{_ci(ci.get('ndcg@10'))}",
+                f"{row['hr@10']:.4f}{_ci(ci.get('hr@10'))}",
+                _f(row.get("recall@10")),
+                _f(row.get("mrr@10")),
+                _f(row.get("coverage@10")),
+                _f(row.get("pop_pct@10"), 3),
+                _ratio(row["ndcg@10"], base),
+            ]
+        )
+    return Table(
+        [
+            "model",
+            "NDCG@10 [95% CI]",
+            "HR@10 [95% CI]",
+            "recall@10",
+            "MRR@10",
+            "coverage@10",
+            "pop pct@10",
+            "NDCG@10 vs ALS",
+        ],
+        rows,
+    )
+
+
+def _metric_tables(report: Mapping[str, Any]) -> list[Block]:
+    res = report["results"]
+    ks = _ks(report)
+    blocks: list[Block] = []
+    metrics = (
+        ("ndcg", "NDCG@k"),
+        ("hr", "HR@k"),
+        ("recall", "Recall@k"),
+        ("mrr", "MRR@k"),
+        ("coverage", "coverage@k"),
+        ("pop_pct", "pop pct@k"),
+        ("pop_bias", "pop bias@k"),
+    )
+    for metric, title in metrics:
+        present = [k for k in ks if all(f"{metric}@{k}" in row for row in res.values())]
+        if not present:
+            continue
+        blocks.append(f"**{title}**")
+        blocks.append(
+            Table(
+                ["model", *[f"@{k}" for k in present]],
+                [
+                    [SHORT_NAMES.get(n, n), *[f"{row[f'{metric}@{k}']:.4f}" for k in present]]
+                    for n, row in res.items()
+                ],
+            )
+        )
+    return blocks
+
+
+def _paired_table(
+    paired: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    first: str,
+    champion: str,
+    challenger: str,
+) -> Table:
+    rows = []
+    for name, metrics in paired.items():
+        for metric, d in metrics.items():
+            rows.append(
+                [
+                    SHORT_NAMES.get(name, name),
+                    metric,
+                    _f(d["champion"]),
+                    _f(d["challenger"]),
+                    f"{d['difference']:+.4f}",
+                    f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]",
+                    _p(d["p_value"]),
+                    _p(d["p_wilcoxon"]),
+                ]
+            )
+    return Table(
+        [first, "metric", champion, challenger, "difference", "95% CI", "p", "p (Wilcoxon)"], rows
+    )
+
+
+def _fold_table(report: Mapping[str, Any]) -> Table:
+    folds = report["folds"]
+    models = list(folds[0]["results"])
+    rows = [
+        [
+            str(f["fold"]),
+            str(f["train_until"])[:10],
+            str(f["test_until"])[:10],
+            f"{f['train_events']}",
+            f"{f['users']}",
+            *[f"{f['results'][m]['ndcg@10']:.4f}" for m in models],
+        ]
+        for f in folds
+    ]
+    mean = report["results"]
+    rows.append(
+        ["mean", "", "", "", f"{report['users']}", *[f"{mean[m]['ndcg@10']:.4f}" for m in models]]
+    )
+    return Table(
+        [
+            "fold",
+            "test from",
+            "test until",
+            "train events",
+            "test users",
+            *[f"{SHORT_NAMES.get(m, m)} NDCG@10" for m in models],
+        ],
+        rows,
+    )
+
+
+def _candidate_blocks(cand: Mapping[str, Any]) -> list[Block]:
+    depths = sorted(int(k.split("@")[1]) for k in cand if k.startswith("recall@"))
+    blocks: list[Block] = [
+        f"{cand['per_user']:.0f} candidates per user; recall of held-out items among them: "
+        f"**{cand['recall']:.4f}**, the ceiling of stage 2.",
+        Table(
+            [
+                "source",
+                "recall, source alone (top per_user)",
+                "recall of its part of the merge",
+                "slots per user in the merge",
+            ],
+            [
+                [
+                    name,
+                    f"{row['recall_alone']:.4f}",
+                    f"{row['recall_in_merged']:.4f}",
+                    f"{row['slots_per_user']:.1f}",
+                ]
+                for name, row in cand.get("sources", {}).items()
+            ],
+        ),
+    ]
+    if depths:
+        rows = [["merged (stage-1 order)", *[f"{cand[f'recall@{d}']:.4f}" for d in depths]]]
+        for name, row in cand.get("sources", {}).items():
+            rows.append(
+                [
+                    f"{name} alone",
+                    *[_f(row.get(f"recall_alone@{d}")) for d in depths],
+                ]
+            )
+        blocks += ["**Recall at depth d**", Table(["candidates", *[f"@{d}" for d in depths]], rows)]
+    return blocks
+
+
+def _segment_blocks(report: Mapping[str, Any]) -> list[Block]:
+    blocks: list[Block] = []
+    for kind, rows in report.get("segments_ndcg@10", {}).items():
+        if not rows:
+            continue
+        models = [m for m in next(iter(rows.values())) if m != "users"]
+        header = [kind, "users", *[SHORT_NAMES.get(m, m) for m in models]]
+        if "als" in models and "two_stage" in models:
+            header.append("two-stage / ALS")
+        table_rows = []
+        for name, row in rows.items():
+            cells = [name, f"{row['users']:.0f}", *[f"{row[m]:.4f}" for m in models]]
+            if "als" in models and "two_stage" in models:
+                cells.append(_ratio(row["two_stage"], row["als"]))
+            table_rows.append(cells)
+        blocks += [f"**NDCG@10 by {kind}**", Table(header, table_rows)]
+    return blocks
+
+
+def _ranker_blocks(ranker: Mapping[str, Any]) -> list[Block]:
+    gains = ranker.get("feature_importance_gain", {})
+    total = sum(gains.values()) or 1.0
+    return [
+        f"Labels: {ranker['label_split']}; {ranker['train_groups']} training requests, "
+        f"{ranker['valid_groups']} validation requests; {ranker['best_iteration']} trees; "
+        f"validation NDCG@10 {ranker['valid_ndcg@10']:.4f}.",
+        Table(
+            ["feature", "gain share"],
+            [
+                [feat, f"{gain / total:.3f}"]
+                for feat, gain in sorted(gains.items(), key=lambda kv: -kv[1])
+            ],
+        ),
+    ]
+
+
+def _drift_blocks(drift: Mapping[str, Any]) -> list[Block]:
+    features = drift["features"]
+    flagged = {
+        flag: [n for n, d in features.items() if d["flag"] == flag]
+        for flag in ("major", "moderate")
+    }
+    score = drift["score"]
+    summary = (
+        f"Reference: {drift['reference']} ({drift['reference_requests']} requests, "
+        f"{drift['reference_rows']} rows). Current: {drift['current']} "
+        f"({drift['current_requests']} requests, {drift['current_rows']} rows). "
+        f"**{len(flagged['major'])} major** (PSI > 0.2): {', '.join(flagged['major']) or 'none'}; "
+        f"**{len(flagged['moderate'])} moderate** (0.1 to 0.2): "
+        f"{', '.join(flagged['moderate']) or 'none'}. Ranker score: PSI {score['psi']:.3f} "
+        f"({score['flag']}), mean {_f(score['reference_mean'])} -> {_f(score['current_mean'])}, "
+        f"std {_f(score['reference_std'])} -> {_f(score['current_std'])}."
+    )
+
+    def row(name: str, d: Mapping[str, Any]) -> list[str]:
+        return [
+            name,
+            f"{d['psi']:.3f}",
+            d["flag"],
+            _f(d["reference_mean"]),
+            _f(d["current_mean"]),
+            f"{d['reference_missing']:.3f}",
+            f"{d['current_missing']:.3f}",
+        ]
+
+    ordered = sorted(features.items(), key=lambda kv: -kv[1]["psi"])
+    return [
+        summary,
+        Table(
+            [
+                "feature",
+                "PSI",
+                "flag",
+                "mean (train)",
+                "mean (test)",
+                "missing (train)",
+                "missing (test)",
+            ],
+            [row("ranker score", score), *[row(n, d) for n, d in ordered]],
+        ),
+    ]
+
+
+def _timing_blocks(report: Mapping[str, Any]) -> list[Block]:
+    blocks: list[Block] = []
+    for key, title in (("timings_s", "build"), ("eval_timings_s", "evaluation")):
+        timings = report.get(key)
+        if timings:
+            blocks += [
+                f"**{title}**",
+                Table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in timings.items()]),
+            ]
+    return blocks
+
+
+def _figure(name: str, caption: str, images: Collection[str]) -> list[Block]:
+    return [Figure(name, caption)] if name in images else []
+
+
+def _header(report: Mapping[str, Any]) -> str:
+    window = report.get("window", {})
+    who = (
+        f"{report['users']} test requests (each fold's test users, summed)"
+        if report.get("walk_forward")
+        else f"{report['users']} test users"
+    )
+    parts = [f"Protocol: **{report['protocol']}**, {who}", f"dataset {report.get('dataset', '')}"]
+    if "build_version" in report and not report.get("walk_forward"):
+        parts.append(f"build {report['build_version']}")
+    if window.get("train_events") is not None and not report.get("walk_forward"):
+        parts.append(f"{window['train_events']} training events, {window['test_events']} held out")
+    if window.get("train_until") and not report.get("walk_forward"):
+        parts.append(f"training until {window['train_until']}")
+    if report.get("walk_forward"):
+        wf = report["walk_forward"]
+        parts.append(
+            f"{wf['folds']} folds of {wf['fold_days']} days; the numbers are the mean over folds"
+            " and the candidate, segment, ranker and drift sections describe the latest fold"
+        )
+    return "; ".join(parts) + "."
+
+
+def sections(report: Mapping[str, Any], images: Collection[str] = ()) -> list[Section]:
+    """The report as titled blocks; figures only for the names in ``images``."""
+    if report.get("mode") == "compare":
+        return _compare_sections(report, images)
+    out = [Section("Evaluation report", [_header(report)], level=1)]
+    pop_ref = report.get("popularity_reference", {}).get("held_out_pop_pct")
+    summary: list[Block] = [_summary_table(report)]
+    if pop_ref is not None:
+        summary.append(
+            f"The held-out items' own pop pct is {pop_ref:.3f}: a model above it recommends "
+            "more popular items than users went on to watch (pop bias@k in the table below)."
+        )
+    out.append(Section("Summary at k = 10", summary))
+    out.append(
+        Section(
+            "Every metric at k = 1, 5, 10, 20, 50, 100",
+            [*_figure("metrics_at_k", "Metrics against k", images), *_metric_tables(report)],
+        )
+    )
+    if report.get("paired"):
+        out.append(
+            Section(
+                "Is two-stage really better? Paired comparisons",
+                [
+                    "Two-stage (challenger) against each other model (champion), on the same "
+                    "users: mean per-user difference, its 95% bootstrap interval, p-values.",
+                    _paired_table(report["paired"], "champion model", "champion", "two-stage"),
+                    *_figure("paired_differences", "Paired differences", images),
+                ],
+            )
+        )
+    if report.get("folds"):
+        out.append(
+            Section(
+                "Walk-forward folds",
+                [_fold_table(report), *_figure("folds", "NDCG@10 per fold", images)],
+            )
+        )
+    if report.get("candidates"):
+        out.append(
+            Section(
+                "Candidates (stage 1)",
+                [
+                    *_candidate_blocks(report["candidates"]),
+                    *_figure("candidate_recall", "Candidate recall at depth", images),
+                ],
+            )
+        )
+    if report.get("segments_ndcg@10"):
+        out.append(
+            Section(
+                "NDCG@10 by segment",
+                [*_segment_blocks(report), *_figure("segments", "NDCG@10 by segment", images)],
+            )
+        )
+    if report.get("ranker"):
+        out.append(
+            Section(
+                "Ranker",
+                [
+                    *_ranker_blocks(report["ranker"]),
+                    *_figure("feature_importance", "Feature importance", images),
+                ],
+            )
+        )
+    if report.get("drift"):
+        out.append(
+            Section(
+                "Drift: training window vs test window",
+                [*_drift_blocks(report["drift"]), *_figure("drift", "PSI per feature", images)],
+            )
+        )
+    timings = _timing_blocks(report)
+    if timings:
+        out.append(Section("Timings (s)", timings))
+    out.append(Section("Definitions", [Bullets(DEFINITIONS)]))
+    return out
+
+
+def _compare_sections(report: Mapping[str, Any], images: Collection[str]) -> list[Section]:
+    champ, chall = report["champion"], report["challenger"]
+    d = report["paired"]["two_stage"]["ndcg@10"]
+    if d["p_value"] < 0.05:
+        verdict = "better" if d["difference"] > 0 else "worse"
+        verdict = f"The challenger's two-stage NDCG@10 is **{verdict}** (p = {_p(d['p_value'])})."
+    else:
+        verdict = (
+            "The two configurations' two-stage NDCG@10 differ by no more than chance would "
+            f"explain (p = {_p(d['p_value'])} >= 0.05)."
+        )
+    settings = report.get("settings", {})
+    out = [
+        Section(
+            "Champion vs challenger",
+            [
+                f"Protocol: **{report['protocol']}**, {report['users']} test users, dataset "
+                f"{report.get('dataset', '')}. Both configurations were built on the same training "
+                "events and answered the same requests.",
+                verdict,
+            ],
+            level=1,
+        ),
+        Section(
+            "Settings overrides",
+            [
+                "**champion**",
+                Code(json.dumps(settings.get("champion", {}), indent=2)),
+                "**challenger**",
+                Code(json.dumps(settings.get("challenger", {}), indent=2)),
+            ],
+        ),
+        Section(
+            "Paired comparison (challenger minus champion)",
+            [
+                _paired_table(report["paired"], "model", "champion", "challenger"),
+                *_figure("paired_differences", "Paired differences", images),
+            ],
+        ),
+        Section("Champion", [_summary_table(champ)]),
+        Section("Challenger", [_summary_table(chall)]),
+        Section(
+            "Ranker",
+            [
+                Table(
+                    ["", "trees", "validation NDCG@10", "candidate recall"],
+                    [
+                        [
+                            side,
+                            str(r["ranker"]["best_iteration"]),
+                            f"{r['ranker']['valid_ndcg@10']:.4f}",
+                            f"{r['candidates']['recall']:.4f}",
+                        ]
+                        for side, r in (("champion", champ), ("challenger", chall))
+                    ],
+                ),
+                *_figure("metrics_at_k", "Two-stage metrics against k", images),
+            ],
+        ),
+        Section("Definitions", [Bullets(DEFINITIONS)]),
+    ]
+    return out
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _md_table(table: Table) -> list[str]:
+    lines = [
+        "| " + " | ".join(table.header) + " |",
+        "|" + "---|" + "---:|" * (len(table.header) - 1),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return lines
+
+
+def _md_block(block: Block) -> list[str]:
+    if isinstance(block, Table):
+        return _md_table(block)
+    if isinstance(block, Figure):
+        return [f"![{block.caption}]({block.name}.png)"]
+    if isinstance(block, Bullets):
+        return [f"- {item}" for item in block.items]
+    if isinstance(block, Code):
+        return ["```json", block.text, "```"]
+    return [block]
+
+
+def render_markdown(report: Mapping[str, Any], images: Collection[str] = ()) -> str:
+    """Markdown; figures link ``<name>.png`` beside the file, for the names in ``images``."""
+    lines: list[str] = []
+    for section in sections(report, images):
+        lines += ["#" * section.level + " " + section.title, ""]
+        for block in section.blocks:
+            lines += [*_md_block(block), ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- html
+
+_STYLE: Final = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #eee; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: .3em .6em; }
+th { background: #f5f5f5; }
+td:not(:first-child), th:not(:first-child) { text-align: right;
+       font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #fafafa; }
+img { max-width: 100%; display: block; margin: .8em 0; }
+code, pre { background: #f5f5f5; border-radius: 3px; }
+pre { padding: .6em; }
+li { margin: .3em 0; }
 """
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    res = report["results"]
-    base = res["als"]["ndcg@10"]
-    lines = [
-        "# Evaluation report",
-        "",
-        f"Protocol: **{report['protocol']}**, {report['users']} test users"
-        f" ({report.get('dataset', '')}). Build {report.get('build_version', '')}.",
-        "",
-        "| model | " + " | ".join(f"NDCG@{k} | HR@{k}" for k in KS) + " | MRR@10 | coverage@10 "
-        "| NDCG@10 vs ALS |",
-        "|---|" + "---:|" * (2 * len(KS) + 3),
-    ]
-    for name, row in res.items():
-        cells = [f"{row[f'ndcg@{k}']:.4f} | {row[f'hr@{k}']:.4f}" for k in KS]
-        ratio = f"{row['ndcg@10'] / base:.2f}x" if base > 0 else "n/a"
-        lines.append(
-            f"| {ROW_NAMES.get(name, name)} | "
-            + " | ".join(cells)
-            + f" | {row['mrr@10']:.4f} | {row['coverage@10']:.4f} | {ratio} |"
+def _inline(text: str) -> str:
+    """Escape, then the two markdown marks the sections use: **bold** and *italic*."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"\*(.+?)\*", r"<em>\1</em>", out)
+
+
+def _html_block(block: Block, plots: Mapping[str, bytes]) -> str:
+    if isinstance(block, Table):
+        head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in block.rows
         )
-    cand = report["candidates"]
-    lines += [
-        "",
-        "## Candidates (stage 1)",
-        "",
-        f"{cand['per_user']:.0f} candidates per user; recall of held-out items among them:"
-        f" **{cand['recall']:.4f}**, the ceiling of stage 2.",
-        "",
-        "| source | recall, source alone (top per_user) | recall of its part of the merge "
-        "| slots per user in the merge |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, row in cand.get("sources", {}).items():
-        lines.append(
-            f"| {name} | {row['recall_alone']:.4f} | {row['recall_in_merged']:.4f} "
-            f"| {row['slots_per_user']:.1f} |"
-        )
-    lines.append("")
-    for kind, rows in report.get("segments_ndcg@10", {}).items():
-        lines += [
-            f"## NDCG@10 by {kind}",
-            "",
-            f"| {kind} | users | ALS | two-stage | ratio |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for name, row in rows.items():
-            ratio = f"{row['two_stage'] / row['als']:.2f}x" if row["als"] > 0 else "n/a"
-            lines.append(
-                f"| {name} | {row['users']:.0f} | {row['als']:.4f} | {row['two_stage']:.4f} "
-                f"| {ratio} |"
-            )
-        lines.append("")
-    ranker = report.get("ranker")
-    if ranker:
-        lines += [
-            "## Ranker",
-            "",
-            f"Labels: {ranker['label_split']}; {ranker['train_groups']} training requests, "
-            f"{ranker['valid_groups']} validation requests; {ranker['best_iteration']} trees; "
-            f"validation NDCG@10 {ranker['valid_ndcg@10']:.4f}.",
-            "",
-            "| feature | gain share |",
-            "|---|---:|",
-        ]
-        gains = ranker["feature_importance_gain"]
-        total = sum(gains.values()) or 1.0
-        for feat, gain in sorted(gains.items(), key=lambda kv: -kv[1]):
-            lines.append(f"| {feat} | {gain / total:.3f} |")
-        lines.append("")
-    timings = report.get("timings_s")
-    if timings:
-        lines += ["## Build timings (s)", "", "| stage | seconds |", "|---|---:|"]
-        lines += [f"| {k} | {v:.2f} |" for k, v in timings.items()]
-        lines.append("")
-    lines += ["## Definitions", "", DEFINITIONS]
-    return "\n".join(lines)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if isinstance(block, Figure):
+        data = base64.b64encode(plots[block.name]).decode("ascii")
+        return f'<img alt="{html.escape(block.caption)}" src="data:image/png;base64,{data}">'
+    if isinstance(block, Bullets):
+        return "<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block.items) + "</ul>"
+    if isinstance(block, Code):
+        return f"<pre><code>{html.escape(block.text)}</code></pre>"
+    return f"<p>{_inline(block)}</p>"
+
+
+def render_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
+    """One self-contained HTML page: style inline, figures embedded as base64 PNG."""
+    parts = []
+    for section in sections(report, plots.keys()):
+        parts.append(f"<h{section.level}>{_inline(section.title)}</h{section.level}>")
+        parts += [_html_block(block, plots) for block in section.blocks]
+    title = html.escape(f"Evaluation report: {report.get('dataset', '')}")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title><style>{_STYLE}</style></head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )

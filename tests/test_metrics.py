@@ -1,15 +1,19 @@
-"""Ranking metrics: hand-computed cases, edge cases, and a property test against a naive loop."""
+"""Ranking metrics: hand-computed cases, edge cases, a property test against a naive loop, and
+agreement with an independent library (ranx) on random data."""
 
 import math
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from recsys.metrics import (
     catalogue_coverage,
     hit_rate_at_k,
+    mean_popularity_percentile,
     mrr_at_k,
     ndcg_at_k,
+    popularity_percentile,
     ranking_metrics_at_k,
     recall_at_k,
     summarize,
@@ -250,3 +254,91 @@ def test_matches_reference_on_random_data(seed: int) -> None:
             np.testing.assert_allclose(got[name], ref[name], rtol=1e-12, err_msg=f"{name}@{k}")
         expected_cov = len({int(x) for x in rec[:, :k].ravel() if x >= 0}) / n_items
         assert catalogue_coverage(rec, k, n_items) == pytest.approx(expected_cov)
+
+
+# --------------------------------------------------------------------------- independent: ranx
+
+
+def _random_lists(
+    seed: int, n_users: int, width: int, n_items: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Rows of distinct items (ranx takes a run as item -> score, so no duplicates), random
+    -1 padding tails, and 1..7 relevant items per user (ranx drops users without any)."""
+    rng = np.random.default_rng(seed)
+    rec = np.array([rng.permutation(n_items)[:width] for _ in range(n_users)])
+    lengths = rng.integers(0, width + 1, size=n_users)
+    rec[np.arange(width)[None, :] >= lengths[:, None]] = -1
+    relevant = [rng.choice(n_items, rng.integers(1, 8), replace=False) for _ in range(n_users)]
+    return rec, relevant
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:unsafe cast:numba.core.errors.NumbaTypeSafetyWarning")
+def test_matches_ranx_on_random_data() -> None:
+    """ranx (Bassani, ECIR 2022) implements the same textbook definitions independently:
+    NDCG with binary gains (its default, non-Jarvelin form), hit rate, recall, MRR."""
+    from ranx import Qrels, Run, evaluate
+
+    rec, relevant = _random_lists(seed=7, n_users=400, width=120, n_items=300)
+    users = [f"u{u}" for u in range(len(rec))]
+    qrels = Qrels(
+        {q: {f"i{i}": 1 for i in r.tolist()} for q, r in zip(users, relevant, strict=True)}
+    )
+    # scores fall with rank; an empty row is no run entry, which ranx scores 0, as we do
+    run = Run(
+        {
+            q: {f"i{i}": float(len(row) - rank) for rank, i in enumerate(row.tolist()) if i >= 0}
+            for q, row in zip(users, rec, strict=True)
+        }
+    )
+    names = ("ndcg", "hit_rate", "recall", "mrr")  # ranx's metric names are ours
+    for k in (1, 5, 10, 20, 50, 100):
+        ours = ranking_metrics_at_k(rec, relevant, k)
+        metrics = [f"{name}@{k}" for name in names]
+        evaluate(qrels, run, metrics, make_comparable=True)  # per-user scores land in run.scores
+        for name in names:
+            per_user = run.scores[f"{name}@{k}"]
+            np.testing.assert_allclose(
+                ours[name],
+                [per_user[q] for q in users],
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=f"{name}@{k}",
+            )
+    assert 0.0 < summarize(ours["ndcg"]) < 1.0  # the data has both hits and misses
+
+
+# --------------------------------------------------------------------------- popularity
+
+
+def test_popularity_percentile_hand_computed() -> None:
+    # counts 3, 0, 5, 0 sorted: 0, 0, 3, 5 at 0-based positions 0..3; the two zeros share
+    # mid-rank 0.5; divided by n - 1 = 3: [2/3, 1/6, 1, 1/6], mean 0.5
+    pct = popularity_percentile(np.array([3, 0, 5, 0]))
+    assert pct == pytest.approx([2 / 3, 1 / 6, 1.0, 1 / 6])
+    assert pct.mean() == pytest.approx(0.5)
+    assert popularity_percentile(np.array([7.0])) == pytest.approx([0.5])
+    with pytest.raises(ValueError, match="non-empty"):
+        popularity_percentile(np.array([]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_popularity_percentile_matches_scipy_rankdata(seed: int) -> None:
+    counts = np.random.default_rng(seed).poisson(3.0, size=500)  # many ties
+    expected = (rankdata(counts, method="average") - 1) / (counts.size - 1)
+    np.testing.assert_allclose(popularity_percentile(counts), expected, rtol=1e-12)
+    # only the order matters: log1p(counts) gives the same percentiles
+    np.testing.assert_allclose(popularity_percentile(np.log1p(counts)), expected, rtol=1e-12)
+
+
+def test_mean_popularity_percentile() -> None:
+    pct = np.array([0.0, 0.25, 0.5, 1.0])
+    rec = np.array([[3, 2, -1], [-1, -1, -1], [0, 1, 2]])
+    # user 0, k=2: mean(1.0, 0.5) = 0.75; user 1: nothing recommended -> nan; user 2: (0+0.25)/2
+    got = mean_popularity_percentile(rec, 2, pct)
+    assert got[0] == pytest.approx(0.75) and math.isnan(got[1]) and got[2] == pytest.approx(0.125)
+    # k=3: padding excluded -> user 0 still 0.75; user 2: 0.75 / 3
+    got = mean_popularity_percentile(rec, 3, pct)
+    assert got[0] == pytest.approx(0.75) and got[2] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="outside"):
+        mean_popularity_percentile(np.array([[4]]), 1, pct)
