@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    # faiss reports at INFO which CPU build it tried to load; not news to a user
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     # imports after parsing: `recsys --help` stays instant
     from pydantic import ValidationError
 

@@ -1,0 +1,1 @@
+"""Load testing the API with locust: the traffic model, the runner and the locustfile."""
