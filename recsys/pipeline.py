@@ -129,7 +129,7 @@ def write_candidates(
         "bytes_per_user": round(n_bytes / max(len(users), 1), 1),
         "candidates_per_user": round(n_cands / max(len(users), 1), 1),
         "users_per_s": round(len(users) / max(elapsed, 1e-9), 1),
-        "index": settings.ann.kind,
+        "index": stage1.als_index_kind,
     }
 
 

@@ -27,6 +27,11 @@ class Stage1:
     history: UserHistory
     sources: list[SourceSpec]
 
+    @property
+    def als_index_kind(self) -> str:
+        als = next(s.source for s in self.sources if isinstance(s.source, AlsSource))
+        return als.index.kind
+
     def candidates(self, users: np.ndarray, settings: Settings) -> Iterator[CandidateBatch]:
         return generate_candidates(
             users,

@@ -16,6 +16,11 @@ from recsys.config import ANNConfig
 
 
 class ItemIndex(Protocol):
+    @property
+    def kind(self) -> str:
+        """ "exact" or "hnsw", for manifests and reports."""
+        ...
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(item indices, inner products) [n_queries, k], best first; -1 / -inf where fewer
         than k were found."""
@@ -24,6 +29,8 @@ class ItemIndex(Protocol):
 
 class ExactIndex:
     """Brute-force inner product: exact, and faster than HNSW on small catalogues."""
+
+    kind = "exact"
 
     def __init__(self, item_factors: np.ndarray) -> None:
         self.index = faiss.IndexFlatIP(item_factors.shape[1])
@@ -38,6 +45,8 @@ class ExactIndex:
 
 class HNSWIndex:
     """IndexHNSWFlat over MIPS-to-L2 augmented item factors."""
+
+    kind = "hnsw"
 
     def __init__(self, item_factors: np.ndarray, cfg: ANNConfig) -> None:
         items = np.ascontiguousarray(item_factors, dtype=np.float32)
