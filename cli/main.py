@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from eval.cli import add_eval_arguments  # argparse and pathlib only: --help stays instant
+from loadtest.cli import add_loadtest_arguments  # the same
 
 EXIT_USAGE = 2
 
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=int, help="processes (default 1)")
     v.add_argument("--redis-url")
 
+    lt = sub.add_parser("loadtest", help="locust against the API; non-zero exit over thresholds")
+    add_loadtest_arguments(lt)
+
     d = sub.add_parser("demo", help="the whole lifecycle on embedded defaults")
     d.add_argument("--out", type=Path, default=Path("demo-output"))
     d.add_argument("--users", type=int, default=4000)
@@ -60,7 +65,14 @@ def _positive(parser: argparse.ArgumentParser, **values: int) -> None:
             parser.error(f"--{name} must be at least 1, got {value}")
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (a scheduler, `kill`) would end the process without unwinding: context managers
+    # and atexit would not run, and an embedded redis-server would outlive us unsaved
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -130,6 +142,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
         from cli.demo import demo
 
         demo(args.out, args.users, args.items, settings)
+    elif args.command == "loadtest":
+        _positive(parser, users=args.users, items=args.items)
+        from loadtest.cli import run_from_args as run_loadtest
+
+        return run_loadtest(args, settings)
     return 0
 
 

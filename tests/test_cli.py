@@ -1,5 +1,10 @@
 """The CLI contract: bad input is one line on stderr and exit code 2, and nothing is written."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -88,3 +93,28 @@ def test_synth_then_build_keeps_a_good_build_when_the_next_fails(
     code, _ = _run(capsys, "build", str(data), "--artifacts", str(art), "--redis-url", redis_url)
     assert code == 2
     assert sorted(p.name for p in art.iterdir()) == good
+
+
+def test_sigterm_stops_the_embedded_redis(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM unwinds the command: its own redis-server is saved and stopped,
+    not left running."""
+    data, art = tmp_path / "data", tmp_path / "art"
+    write_dataset(generate_synthetic(n_users=3000, n_items=500, seed=4), data)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "build", str(data), "--artifacts", str(art)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RECSYS_REDIS_URL": ""},
+    )
+    lock = art / "redis" / "redis.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    redis_pid = int(lock.read_text().strip())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):  # the server saves, then exits
+            os.kill(redis_pid, 0)
+            time.sleep(0.05)
+    assert (art / "redis" / "dump.rdb").exists()
