@@ -94,10 +94,34 @@ def hnsw(results: Path) -> list[str]:
     return out
 
 
+def ranking_curve(rows: list[dict[str, Any]], path: Path) -> None:
+    """NDCG@10 against median ranking time, one point per model size."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    x = [r["rank_ms"]["p50"] for r in rows]
+    y = [r["ndcg@10"] for r in rows]
+    ax.plot(x, y, marker="o")
+    for r, xi, yi in zip(rows, x, y, strict=True):
+        ax.annotate(
+            f"{r['trees']}x{r['leaves']}", (xi, yi), textcoords="offset points", xytext=(4, 4)
+        )
+    ax.axhline(rows[0]["als_ndcg@10"], linestyle=":", color="grey", label="ALS")
+    ax.axvline(5.0, linestyle="--", color="red", label="5 ms budget")
+    ax.set_xlabel("ranking 500 candidates, median ms (features + model)")
+    ax.set_ylabel("two-stage NDCG@10")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def ranking(results: Path) -> list[str]:
     data = load(results, "ranking_cost.json")
     if not data:
         return []
+    ranking_curve(data["rows"], Path("docs/img/ranking_curve.png"))
     out = [
         "## Ranking cost vs quality",
         "",
@@ -105,6 +129,8 @@ def ranking(results: Path) -> list[str]:
         "the leave-last-out training split with exactly that many trees, two-stage NDCG@10 on the",
         "held-out events, and the in-process time to rank one request's candidates (features +",
         "`Booster.predict` on one thread, as in the API), over 300 requests.",
+        "",
+        "![NDCG@10 against ranking time](img/ranking_curve.png)",
         "",
         "| trees | leaves | NDCG@10 | ALS NDCG@10 | candidates | rank p50 (ms) | rank p95 (ms) "
         "| features p50 (ms) |",
