@@ -43,7 +43,7 @@ LATENCY_BUCKETS_S = (
     2.5,
 )
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
-STAGES = ("redis", "rank", "serialise")
+STAGES = ("redis", "rank", "features", "model", "serialise")
 FALLBACK_REASONS = ("cold-start", "redis-unavailable", "ranker-timeout")
 UNMATCHED_ROUTE = "unmatched"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -79,7 +79,8 @@ class ApiMetrics:
         self.stage_seconds = Histogram(
             "recsys_stage_duration_seconds",
             "Time per stage of GET /recommendations: redis (one pipelined read), rank "
-            "(features + LightGBM, including the wait for a rank thread), serialise.",
+            "(features + LightGBM, including the wait for a rank thread), within it features "
+            "and model (the ranker's own run), serialise.",
             ["stage"],
             buckets=STAGE_BUCKETS_S,
             registry=self.registry,

@@ -24,7 +24,15 @@ from api.deadline import RankTimeEstimate
 from api.metrics import ApiMetrics
 from recsys.config import ServeConfig
 from recsys.features import RequestContext
-from recsys.serving import Ranked, ServingModel, apply_events, popular, rank, stage1
+from recsys.serving import (
+    Ranked,
+    RankTimes,
+    ServingModel,
+    apply_events,
+    popular,
+    rank,
+    stage1,
+)
 from recsys.store.codec import UserState, decode_user_state
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
@@ -89,12 +97,10 @@ class RecommendationService:
 
     async def record_event(self, user_id: str, event: WatchEvent) -> None:
         """Append to the user's capped event list; raises one of ``REDIS_ERRORS`` on failure."""
-        await asyncio.wait_for(
-            append_event_async(
+        async with asyncio.timeout(self.redis_timeout_s):
+            await append_event_async(
                 self.client, self.keys, user_id, event, self.cfg.max_events_per_user
-            ),
-            timeout=self.redis_timeout_s,
-        )
+            )
 
     async def redis_problem(self) -> str | None:
         """None when Redis answers a PING in time, else what went wrong."""
@@ -112,12 +118,12 @@ class RecommendationService:
     async def _read_user(self, build_version: str, user_id: str) -> UserRecord | None:
         started = time.perf_counter()
         try:
-            return await asyncio.wait_for(
-                read_user_async(
+            # asyncio.timeout, not wait_for: wait_for (3.11) wraps the read in a new task that
+            # waits its turn at the back of the loop's ready queue, a delay that grows with load
+            async with asyncio.timeout(self.redis_timeout_s):
+                return await read_user_async(
                     self.client, self.keys, build_version, user_id, self.cfg.max_events_per_user
-                ),
-                timeout=self.redis_timeout_s,
-            )
+                )
         except REDIS_ERRORS:
             return None
         finally:
@@ -137,17 +143,23 @@ class RecommendationService:
         job = self.executor.submit(_timed_rank, model, state, ctx, k)
         job.add_done_callback(self._rank_done)
         try:
-            ranked, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
+            ranked, _, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
             return ranked
         except TimeoutError:
             return None
         finally:
             self.metrics.observe_stage("rank", time.perf_counter() - started)
 
-    def _rank_done(self, job: "Future[tuple[Ranked, float]]") -> None:
+    def _rank_done(self, job: "Future[tuple[Ranked, RankTimes, float]]") -> None:
         """Runs when a job ends, even one nobody waits for: its time still counts."""
         measured = not job.cancelled() and job.exception() is None
-        self.rank_time.finished(job.result()[1] if measured else None)
+        if not measured:
+            self.rank_time.finished(None)
+            return
+        _, times, exec_s = job.result()
+        self.rank_time.finished(exec_s)
+        self.metrics.observe_stage("features", times.features_s)
+        self.metrics.observe_stage("model", times.model_s)
 
     def _fallback(self, model: ServingModel, ranked: Ranked, reason: str) -> Answer:
         self.metrics.count_fallback(reason)
@@ -156,7 +168,8 @@ class RecommendationService:
 
 def _timed_rank(
     model: ServingModel, state: UserState, ctx: RequestContext, k: int
-) -> tuple[Ranked, float]:
+) -> tuple[Ranked, RankTimes, float]:
     started = time.perf_counter()
-    ranked = rank(model, [state], [ctx], k)[0]
-    return ranked, time.perf_counter() - started
+    times = RankTimes()
+    ranked = rank(model, [state], [ctx], k, times)[0]
+    return ranked, times, time.perf_counter() - started

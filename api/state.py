@@ -9,6 +9,7 @@ whose Redis keys survive until it falls beyond ``keep_builds`` (2 by default).
 """
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,15 @@ def load_warm(artifacts: Path, version: str) -> ServingModel:
     _ = model.items.ids_list
     model.ranker.score(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32))
     return model
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now (modules, the app, the build) out of the garbage collector's
+    reach. A full collection walks all ~150k of them: 45-60 ms with the event loop stopped
+    (measured here), long enough for Redis reads to time out and p99 to jump; once frozen it
+    takes microseconds. Frozen objects are still freed by reference counting."""
+    gc.collect()
+    gc.freeze()
 
 
 class ModelHolder:
@@ -67,6 +77,7 @@ class ModelHolder:
         old = self.model.version if self.model else None
         self.model = model
         self.last_error = None
+        freeze_long_lived()
         if self._on_swap is not None:
             self._on_swap(old, version)
         log.info("serving build %s (was %s)", version, old)

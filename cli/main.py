@@ -143,7 +143,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
 
         demo(args.out, args.users, args.items, settings)
     elif args.command == "loadtest":
-        _positive(parser, users=args.users, items=args.items)
+        _positive(parser, users=args.users, items=args.items, repeat=args.repeat)
         from loadtest.cli import run_from_args as run_loadtest
 
         return run_loadtest(args, settings)

@@ -69,16 +69,41 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.bitwise_count(x).astype(np.float32)
 
 
+# Source flags as plain ints: an IntFlag member lookup per column costs more than the column.
+_SOURCE_BITS = tuple(
+    int(b)
+    for b in (Source.ALS, Source.POPULAR, Source.ITEM_FACTORS, Source.ITEM_CONTENT, Source.FRESH)
+)
+
+
 def build_features(
     states: Sequence[UserState], contexts: Sequence[RequestContext], items: ItemTable
 ) -> np.ndarray:
-    """Feature matrix [total candidates, n features], rows in each state's candidate order."""
+    """Feature matrix [total candidates, n features], rows in each state's candidate order.
+
+    The API calls this for one request at a time (~500 rows), where fixed numpy overheads
+    dominate: a per-request value is then broadcast as a scalar instead of gathered onto every
+    row, and columns are written into one preallocated matrix. The values are the same either
+    way (elementwise operations on the same inputs; tests/test_features.py compares batched
+    offline and single-request online matrices bit for bit).
+    """
     n_per = np.array([len(s.cand_item) for s in states], dtype=np.int64)
-    group = np.repeat(np.arange(len(states)), n_per)
-    cand = np.concatenate([s.cand_item for s in states]).astype(np.int64)
-    score = np.concatenate([s.cand_score for s in states])
-    sources = np.concatenate([s.cand_sources for s in states])
-    rank = np.concatenate([np.arange(n, dtype=np.float32) for n in n_per])
+    if len(states) == 1:
+        group = None
+        only = states[0]
+        cand = only.cand_item.astype(np.int64)
+        score, sources = only.cand_score, only.cand_sources
+        rank = np.arange(len(cand), dtype=np.float32)
+    else:
+        group = np.repeat(np.arange(len(states)), n_per)
+        cand = np.concatenate([s.cand_item for s in states]).astype(np.int64)
+        score = np.concatenate([s.cand_score for s in states])
+        sources = np.concatenate([s.cand_sources for s in states])
+        rank = np.concatenate([np.arange(n, dtype=np.float32) for n in n_per])
+
+    def per_row(values: np.ndarray) -> np.ndarray:
+        """A per-request value on each candidate's row (a broadcastable scalar for one)."""
+        return values[0] if group is None else values[group]
 
     ts = np.array([c.ts for c in contexts], dtype=np.int64)
     device = np.array([c.device for c in contexts], dtype=np.int64)
@@ -86,58 +111,68 @@ def build_features(
 
     cand_genres = items.genre_mask[cand]
     cand_genre_count = np.maximum(_popcount(cand_genres), 1.0)
-    overlap = _popcount(cand_genres & user.recent_genres[group]) / cand_genre_count
-    match_last = ((cand_genres & user.last_genres[group]) != 0).astype(np.float32)
+    overlap = _popcount(cand_genres & per_row(user.recent_genres)) / cand_genre_count
+    match_last = (cand_genres & per_row(user.last_genres)) != 0
     share_recent = _genre_share(cand_genres, user, group)
 
     cand_vec = items.factors_normed[cand]
-    sim_last = np.einsum("nd,nd->n", cand_vec, user.last_vec[group])
-    sim_mean = np.einsum("nd,nd->n", cand_vec, user.mean_vec[group])
-    has_hist = user.has_history[group]
-    sim_last[~has_hist] = np.nan
-    sim_mean[~has_hist] = np.nan
+    sim_last = _row_dot(cand_vec, user.last_vec, group)
+    sim_mean = _row_dot(cand_vec, user.mean_vec, group)
+    no_hist = ~per_row(user.has_history)
+    sim_last[no_hist] = np.nan
+    sim_mean[no_hist] = np.nan
 
     item_pop = items.pop_all[cand]
     release = items.release_ts[cand]
     columns = (
         score,
         rank,
-        (sources & Source.ALS) != 0,
-        (sources & Source.POPULAR) != 0,
-        (sources & Source.ITEM_FACTORS) != 0,
-        (sources & Source.ITEM_CONTENT) != 0,
-        (sources & Source.FRESH) != 0,
+        *((sources & bit) != 0 for bit in _SOURCE_BITS),
         _popcount(sources),
         item_pop,
         items.pop_recent[cand],
-        (ts[group] - release) / 86400.0,
+        (per_row(ts) - release) / 86400.0,
         items.duration_min[cand],
-        np.log1p(user.n_events)[group],
-        user.hours_since_last[group],
-        user.recent_completion[group],
+        per_row(np.log1p(user.n_events)),
+        per_row(user.hours_since_last),
+        per_row(user.recent_completion),
         overlap,
         share_recent,
         match_last,
-        hour_of_day(ts)[group],
-        is_weekend(ts)[group],
-        device[group],
-        items.device_share[cand, device[group]],
+        per_row(hour_of_day(ts)),
+        per_row(is_weekend(ts)),
+        per_row(device),
+        items.device_share[cand, per_row(device)],
         sim_last,
         sim_mean,
         _percentile_within(item_pop, n_per),
-        item_pop - user.recent_pop[group],
-        (release - user.recent_release[group]) / 86400.0,
+        item_pop - per_row(user.recent_pop),
+        (release - per_row(user.recent_release)) / 86400.0,
     )
-    return np.column_stack([np.asarray(c, dtype=np.float32) for c in columns])
+    out = np.empty((len(cand), len(columns)), dtype=np.float32)
+    for j, column in enumerate(columns):
+        out[:, j] = column  # casts to float32 as np.asarray(column, dtype=np.float32) would
+    return out
+
+
+def _row_dot(cand_vec: np.ndarray, user_vec: np.ndarray, group: np.ndarray | None) -> np.ndarray:
+    """Each candidate's dot product with its request's user vector. One einsum kernel either
+    way (a broadcast view for one request), so both paths sum in the same order."""
+    other = np.broadcast_to(user_vec[0], cand_vec.shape) if group is None else user_vec[group]
+    return np.einsum("nd,nd->n", cand_vec, other)
 
 
 def _percentile_within(values: np.ndarray, n_per: np.ndarray) -> np.ndarray:
-    """Rank of each value within its request's candidates, 0 (lowest) to 1 (highest)."""
+    """Rank of each value within its request's candidates, 0 (lowest) to 1 (highest).
+
+    The rank is the inverse of the stable sort order, scattered in one step (the same integers
+    as a second argsort, at half the cost)."""
     out = np.empty(len(values), dtype=np.float32)
     start = 0
     for n in n_per.tolist():
         if n:
-            ranks = np.argsort(np.argsort(values[start : start + n], kind="stable"), kind="stable")
+            ranks = np.empty(n, dtype=np.int64)
+            ranks[np.argsort(values[start : start + n], kind="stable")] = np.arange(n)
             out[start : start + n] = ranks / max(n - 1, 1)
         start += n
     return out
@@ -208,11 +243,22 @@ def _user_features(states: Sequence[UserState], ts: np.ndarray, items: ItemTable
     )
 
 
-def _genre_share(cand_genres: np.ndarray, user: _UserFeatures, group: np.ndarray) -> np.ndarray:
-    """Share of the user's recent watches that have a genre in common with the candidate."""
-    shares = np.zeros(len(cand_genres), dtype=np.float32)
-    for k in range(RECENT_N):
-        shares += ((cand_genres & user.recent_masks[group, k]) != 0).astype(np.float32)
+def _genre_share(
+    cand_genres: np.ndarray, user: _UserFeatures, group: np.ndarray | None
+) -> np.ndarray:
+    """Share of the user's recent watches that have a genre in common with the candidate.
+
+    One request: one [rows, RECENT_N] pass. A batch: a loop over the RECENT_N slots, so the
+    temporaries stay one column wide (an offline batch has millions of rows)."""
+    if group is None:
+        hits = np.count_nonzero(cand_genres[:, None] & user.recent_masks[0], axis=1)
+        shares = hits.astype(np.float32)
+        recent_count = user.recent_count[0]
+    else:
+        shares = np.zeros(len(cand_genres), dtype=np.float32)
+        for k in range(RECENT_N):
+            shares += (cand_genres & user.recent_masks[group, k]) != 0
+        recent_count = user.recent_count[group]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = shares / user.recent_count[group]
-    return np.where(user.recent_count[group] > 0, out, np.nan).astype(np.float32)
+        out = shares / recent_count
+    return np.where(recent_count > 0, out, np.nan).astype(np.float32)

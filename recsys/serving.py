@@ -4,6 +4,7 @@ The API calls it for one user per request; evaluation calls it for batches of us
 same answers because this is the only code that turns candidates into recommendations.
 """
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -81,13 +82,33 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
+@dataclass
+class RankTimes:
+    """Where a ``rank`` call spent its time, for the API's per-stage metrics."""
+
+    features_s: float = 0.0
+    model_s: float = 0.0
+
+
 def rank(
-    model: ServingModel, states: Sequence[UserState], contexts: Sequence[RequestContext], k: int
+    model: ServingModel,
+    states: Sequence[UserState],
+    contexts: Sequence[RequestContext],
+    k: int,
+    times: RankTimes | None = None,
 ) -> list[Ranked]:
-    """Two-stage answers: every candidate scored by the ranker, the top k kept."""
+    """Two-stage answers: every candidate scored by the ranker, the top k kept.
+
+    ``times``, when given, receives the time spent on features and on the model."""
     if not states:
         return []
-    scores = model.ranker.score(build_features(states, contexts, model.items))
+    started = time.perf_counter()
+    features = build_features(states, contexts, model.items)
+    built = time.perf_counter()
+    scores = model.ranker.score(features)
+    if times is not None:
+        times.features_s = built - started
+        times.model_s = time.perf_counter() - built
     out, start = [], 0
     for s in states:
         n = len(s.cand_item)

@@ -1,0 +1,92 @@
+"""Arguments of ``recsys loadtest``. Imports argparse and pathlib only, so ``--help`` is instant;
+the runner (polars, redis, the build) is imported when the command runs."""
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = Path("bench-output/loadtest/run")
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected req/s like 150 or 150,300,450"
+        ) from None
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"{text!r}: rates must be positive")
+    return rates
+
+
+def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--host", help="a running API (needs --data); default: start our own")
+    p.add_argument(
+        "--data", type=Path, help="dataset the traffic is drawn from (and built, without --host)"
+    )
+    target.add_argument(
+        "--artifacts",
+        type=Path,
+        help="build here, or reuse the build already here (default: a temporary directory)",
+    )
+    p.add_argument(
+        "--users-rate",
+        type=_rates,
+        default=[150.0],
+        metavar="RATE[,RATE...]",
+        help="offered req/s; several (e.g. 150,300,600) step through them for the saturation "
+        "table (default 150)",
+    )
+    p.add_argument("--duration", default="60s", help="measured time per rate (default 60s)")
+    p.add_argument("--ramp", default="5s", help="ramp-up before statistics reset (default 5s)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"reports (default {DEFAULT_OUT})")
+    p.add_argument("--workers", type=int, help="server processes (default: serve.workers)")
+    p.add_argument("--mean-wait", type=float, default=1.0, help="client think time, s (default 1)")
+    p.add_argument("--max-p99-ms", type=float, default=100.0, help="fail above (default 100)")
+    p.add_argument("--max-failures", type=int, default=0, help="fail above (default 0)")
+    p.add_argument("--users", type=int, default=20_000, help="synthetic users without --data")
+    p.add_argument("--items", type=int, default=2_000, help="synthetic items without --data")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs of the whole series; the table shows medians"
+    )
+    p.add_argument(
+        "--wait-idle",
+        action="store_true",
+        help="measure on a quiet machine: wait for a load average < 0.5, and before each rate "
+        "for < 0.3 busy cores",
+    )
+    p.add_argument("--redis-url", help="Redis for our own server (default: a local one)")
+
+
+def run_from_args(args: argparse.Namespace, settings: object) -> int:
+    from loadtest.results import Thresholds
+    from loadtest.run import LoadtestOptions, parse_duration, run_loadtest
+    from recsys.config import Settings
+    from recsys.errors import RecsysError
+
+    assert isinstance(settings, Settings)
+    if args.host and not args.data:
+        raise RecsysError("--host needs --data: the dataset the target was built on")
+    try:
+        opts = LoadtestOptions(
+            rates=args.users_rate,
+            duration_s=parse_duration(args.duration),
+            ramp_s=parse_duration(args.ramp),
+            host=args.host,
+            data=args.data,
+            artifacts=args.artifacts,
+            out=args.out,
+            workers=args.workers,
+            mean_wait_s=args.mean_wait,
+            synth_users=args.users,
+            synth_items=args.items,
+            seed=args.seed,
+            wait_idle=args.wait_idle,
+            repeat=args.repeat,
+            thresholds=Thresholds(max_p99_ms=args.max_p99_ms, max_failures=args.max_failures),
+        )
+    except ValueError as e:
+        raise RecsysError(str(e)) from e
+    return run_loadtest(opts, settings)

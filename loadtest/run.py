@@ -1,0 +1,524 @@
+"""``recsys loadtest``: a build, a server, locust at a target rate, and a verdict.
+
+Without ``--host`` the command brings up everything itself: a dataset (``--data``, or a
+synthetic one), a build in ``--artifacts`` (reused when that directory already holds one, so
+repeated runs measure the same build), a local Redis, and ``recsys serve`` as a subprocess with
+``--workers`` processes on a free port. With ``--host`` it only sends traffic, drawn from
+``--data``, to a running API.
+
+Locust runs headless in its own process (``loadtest/locustfile.py``). Its clients wait an
+exponential time between requests, so ``users = rate x mean wait`` clients offer about ``rate``
+req/s without the bursts of ``constant_throughput`` (FACTS.md); statistics are reset after the
+ramp. Each step writes locust's CSV and HTML report and a ``summary.json``; the mean server time
+per stage comes from the difference of the server's ``/metrics`` before and after the step.
+
+Exit code: 0 when every step's p99 and failure count are within the thresholds, 1 otherwise.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtest.plan import plan_from_dataset
+from loadtest.results import (
+    CpuUse,
+    Idle,
+    RunSummary,
+    Thresholds,
+    format_series,
+    format_summary,
+    summarise,
+    verdict,
+)
+from loadtest.traffic import PLAN_ENV
+from offline.data import synth
+from recsys.artifacts import REDIS_DIR
+from recsys.config import Settings
+from recsys.data.load import load_dataset
+from recsys.errors import StoreError
+from recsys.pipeline import run_build
+from recsys.store.connect import client_for
+from recsys.store.keys import Keys
+from recsys.store.server import redis_url_or_local
+from recsys.store.user_store import current_build
+
+log = logging.getLogger(__name__)
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PLAN_FILE = "loadtest-plan.json"  # kept with the build: the traffic of the data it was built on
+SERVER_READY_TIMEOUT_S = 120.0
+# The histograms /metrics exports, read before and after a step for the per-stage breakdown.
+STAGE_METRIC = "recsys_stage_duration_seconds"
+REQUEST_METRIC = "recsys_http_request_duration_seconds"
+RECOMMEND_ROUTE = "/recommendations/{user_id}"
+METRICS_ROUTE = "/metrics"
+# A machine counts as idle for measuring at a 1-minute load average under 0.5 (before the first
+# step), and under 0.3 busy cores over 3 s before each step (the load average still carries
+# the previous step's own load for minutes).
+IDLE_LOAD_AVERAGE = 0.5
+IDLE_BUSY_CORES = 0.3
+IDLE_SAMPLE_S = 3.0
+IDLE_WAIT_MAX_S = 900.0
+
+
+@dataclass(frozen=True)
+class LoadtestOptions:
+    rates: list[float]  # offered req/s, one step each (one: a pass/fail run)
+    duration_s: float = 60.0
+    host: str | None = None  # a running API; None: start our own
+    data: Path | None = None  # the dataset (required with host); None: synthetic
+    artifacts: Path | None = None  # where to build (or reuse a build); None: a temp dir
+    out: Path = Path("bench-output/loadtest/run")
+    workers: int | None = None  # server processes; None: serve.workers
+    mean_wait_s: float = 1.0
+    ramp_s: float = 5.0
+    synth_users: int = 20_000
+    synth_items: int = 2_000
+    seed: int = 0
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    wait_idle: bool = False  # wait for a quiet machine first (load average, then busy cores)
+    repeat: int = 1  # runs of the whole series; the table shows medians
+
+
+def parse_duration(text: str) -> float:
+    """``60s``, ``2m``, ``1h`` or plain seconds, as locust's ``-t`` takes them."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = text.strip().lower()
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise ValueError(f"duration {text!r}: expected e.g. 60s, 2m or 90") from None
+    if value <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return value
+
+
+def clients_for(rate: float, mean_wait_s: float) -> int:
+    """Clients that offer ``rate`` req/s when each waits ``mean_wait_s`` between requests."""
+    return max(1, math.ceil(rate * mean_wait_s))
+
+
+def run_loadtest(opts: LoadtestOptions, settings: Settings) -> int:
+    opts.out.mkdir(parents=True, exist_ok=True)
+    with _target(opts, settings) as target:
+        if opts.wait_idle:
+            _wait_for_load_average(IDLE_LOAD_AVERAGE, IDLE_WAIT_MAX_S)
+        summaries = [
+            _step(opts, target, rate, run)
+            for run in range(1, opts.repeat + 1)
+            for rate in opts.rates
+        ]
+    if len(summaries) > 1:
+        table = format_series(summaries)
+        (opts.out / "series.md").write_text(table + "\n")
+        print(table)
+    code, failures = verdict(summaries, opts.thresholds)
+    for line in failures:
+        print(line)
+    return code
+
+
+# ---------------------------------------------------------------------------- the target
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str
+    plan_path: Path  # the traffic plan the locustfile reads
+    server_pid: int | None  # our own server's process (its CPU time is measured), else None
+
+
+@contextlib.contextmanager
+def _target(opts: LoadtestOptions, settings: Settings) -> Iterator[Target]:
+    """A given host, or a build served by our own server."""
+    if opts.host is not None:
+        if opts.data is None:
+            raise ValueError("a --host target needs --data: the dataset it was built on")
+        plan_path = opts.out / PLAN_FILE
+        plan_from_dataset(load_dataset(opts.data), seed=opts.seed).save(plan_path)
+        yield Target(opts.host.rstrip("/"), plan_path, None)
+        return
+    with (
+        _artifacts_dir(opts.artifacts) as artifacts,
+        _own_server(opts, settings, artifacts) as (url, pid),
+    ):
+        yield Target(url, artifacts / PLAN_FILE, pid)
+
+
+@contextlib.contextmanager
+def _artifacts_dir(given: Path | None) -> Iterator[Path]:
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    path = Path(tempfile.mkdtemp(prefix="recsys-loadtest-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _own_server(
+    opts: LoadtestOptions, settings: Settings, artifacts: Path
+) -> Iterator[tuple[str, int]]:
+    """A local Redis (or ``settings.redis_url``) with a build in it, served by ``recsys serve``.
+
+    One Redis for the build and the server, held by this process, so events left by an earlier
+    run can be cleared and every run starts from the build's state."""
+    with redis_url_or_local(settings.redis_url, artifacts / REDIS_DIR) as redis_url:
+        client = _loaded_client(redis_url)
+        try:
+            _ensure_build(opts, settings, artifacts, client)
+            cleared = _clear_events(client, settings.key_prefix)
+            if cleared:
+                log.info("cleared the events of %d users left by an earlier run", cleared)
+        finally:
+            client.close()
+        workers = opts.workers or settings.serve.workers
+        with _serve(artifacts, redis_url, workers, opts.out / "server.log") as served:
+            yield served
+
+
+def _loaded_client(url: str, timeout_s: float = 300.0) -> redis.Redis:
+    """A client once Redis has loaded its data: a local server reports itself started (it
+    answers INFO) while it is still reading a large dump.rdb, and refuses commands until then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return client_for(url)
+        except StoreError as e:
+            if not isinstance(e.__cause__, redis.BusyLoadingError) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def _ensure_build(
+    opts: LoadtestOptions, settings: Settings, artifacts: Path, client: redis.Redis
+) -> None:
+    """Reuse the build published in this Redis (and its plan) if there is one, else build."""
+    version = current_build(client, Keys(settings.key_prefix))
+    if version and (artifacts / version).is_dir() and (artifacts / PLAN_FILE).exists():
+        log.info("reusing build %s in %s (remove the directory to rebuild)", version, artifacts)
+        return
+    data = opts.data or _synthesise(opts, artifacts / "data")
+    log.info("building %s into %s", data, artifacts)
+    dataset = load_dataset(data)
+    run_build(dataset, artifacts, client, settings)
+    plan_from_dataset(dataset, seed=opts.seed).save(artifacts / PLAN_FILE)
+
+
+def _synthesise(opts: LoadtestOptions, out: Path) -> Path:
+    log.info("synthetic data: %d users x %d items -> %s", opts.synth_users, opts.synth_items, out)
+    synth(out, opts.synth_users, opts.synth_items, opts.seed)
+    return out
+
+
+def _clear_events(client: redis.Redis, prefix: str) -> int:
+    """Remove the real-time events of every user (only ever on our own server's Redis)."""
+    pattern = Keys(prefix).events("*").replace("{*}", "*")
+    removed, batch = 0, []
+    for key in client.scan_iter(match=pattern, count=5000):
+        batch.append(key)
+        if len(batch) == 5000:
+            removed += int(client.unlink(*batch))
+            batch.clear()
+    if batch:
+        removed += int(client.unlink(*batch))
+    return removed
+
+
+@contextlib.contextmanager
+def _serve(
+    artifacts: Path, redis_url: str, workers: int, log_path: Path
+) -> Iterator[tuple[str, int]]:
+    """``recsys serve`` in a subprocess on a free port: (URL, pid) once every worker is up."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--artifacts", str(artifacts)]
+    cmd += ["--port", str(port), "--workers", str(workers), "--redis-url", redis_url]
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    log.info("starting recsys serve with %d worker(s) on port %d", workers, port)
+    with log_path.open("ab") as server_log:
+        server = subprocess.Popen(cmd, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base_url, server, workers, log_path)
+        yield base_url, server.pid
+    finally:
+        _stop(server)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(
+    base_url: str, server: subprocess.Popen[bytes], workers: int, log_path: Path
+) -> None:
+    """/readyz from one worker says nothing of the others: wait until every worker has loaded
+    the build, which each counts as a swap in the (summed) metrics."""
+    deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"recsys serve exited with {server.returncode}:\n{tail}")
+        with contextlib.suppress(OSError):
+            if _sample_total(scrape_metrics(base_url), "recsys_model_swaps_total") >= workers:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"recsys serve was not ready within {SERVER_READY_TIMEOUT_S:g} s")
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+# ---------------------------------------------------------------------------- one step
+
+
+def _step(opts: LoadtestOptions, target: Target, rate: float, run: int) -> RunSummary:
+    step_dir = opts.out / f"rate-{rate:g}"
+    if opts.repeat > 1:
+        step_dir = step_dir / f"run-{run}"
+    step_dir.mkdir(parents=True, exist_ok=True)
+    users = clients_for(rate, opts.mean_wait_s)
+    log.info(
+        "locust: ~%g req/s from %d clients for %gs (+%gs ramp)",
+        rate,
+        users,
+        opts.duration_s,
+        opts.ramp_s,
+    )
+    idle = Idle(
+        load_average_1m=os.getloadavg()[0],
+        busy_cores=_wait_for_quiet(IDLE_WAIT_MAX_S) if opts.wait_idle else _busy_cores(1.0),
+    )
+    before = _Snapshot.take(target)
+    _run_locust(opts, target, users, step_dir)
+    after = _Snapshot.take(target)
+    summary = summarise(
+        step_dir / "locust",
+        step_dir / "outcomes.json",
+        offered_rps=users / opts.mean_wait_s,
+        stages_ms=_stage_means_ms(before.stages, after.stages),
+        cpu=before.cpu_until(after),
+        idle=idle,
+    )
+    (step_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    print(format_summary(summary))
+    return summary
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What the server's /metrics and the kernel say at one moment, to diff over a step."""
+
+    at_s: float
+    stages: dict[str, tuple[float, float]]
+    served: float  # requests answered by the server so far (any route but /metrics)
+    server_cpu_s: float | None
+    locust_cpu_s: float  # CPU of finished child processes: locust's, once it has exited
+    machine_busy_s: float | None  # CPU seconds of every process on the machine (/proc/stat)
+
+    @classmethod
+    def take(cls, target: Target) -> "_Snapshot":
+        stages, served = _stage_totals(target.base_url)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(
+            at_s=time.monotonic(),
+            stages=stages,
+            served=served,
+            server_cpu_s=_tree_cpu_s(target.server_pid) if target.server_pid else None,
+            locust_cpu_s=children.ru_utime + children.ru_stime,
+            machine_busy_s=_machine_busy_s(),
+        )
+
+    def cpu_until(self, later: "_Snapshot") -> CpuUse:
+        wall_s = later.at_s - self.at_s
+        served = later.served - self.served
+        server_s = (
+            later.server_cpu_s - self.server_cpu_s
+            if later.server_cpu_s is not None and self.server_cpu_s is not None
+            else None
+        )
+        return CpuUse(
+            server_ms_per_request=server_s * 1000 / served if server_s and served else None,
+            server_cores=server_s / wall_s if server_s is not None else None,
+            locust_cores=(later.locust_cpu_s - self.locust_cpu_s) / wall_s,
+            machine_cores=(
+                (later.machine_busy_s - self.machine_busy_s) / wall_s
+                if later.machine_busy_s is not None and self.machine_busy_s is not None
+                else None
+            ),
+        )
+
+
+def _wait_for_load_average(limit: float, max_wait_s: float) -> None:
+    deadline = time.monotonic() + max_wait_s
+    while (load := os.getloadavg()[0]) >= limit:
+        if time.monotonic() > deadline:
+            log.warning("load average still %.2f after %g s: measuring anyway", load, max_wait_s)
+            return
+        log.info("waiting for an idle machine: load average %.2f >= %g", load, limit)
+        time.sleep(15)
+
+
+def _busy_cores(sample_s: float = IDLE_SAMPLE_S) -> float | None:
+    """Cores busy on average over the next ``sample_s`` seconds (every process)."""
+    start = _machine_busy_s()
+    time.sleep(sample_s)
+    end = _machine_busy_s()
+    return (end - start) / sample_s if start is not None and end is not None else None
+
+
+def _wait_for_quiet(max_wait_s: float) -> float | None:
+    """Wait until nothing else is using the CPU; the busy cores measured last."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = _busy_cores()
+        if busy is None or busy < IDLE_BUSY_CORES or time.monotonic() > deadline:
+            return busy
+        log.info("waiting for a quiet machine: %.2f cores busy", busy)
+
+
+def _machine_busy_s() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (all cores, idle and iowait excluded)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    ticks = [int(x) for x in first[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process and all its descendants, from /proc (Linux);
+    None where there is no /proc. Covers every uvicorn worker, whatever their number."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, cpu seconds)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, (ppid, _) in stats.items() if ppid == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
+def _run_locust(opts: LoadtestOptions, target: Target, users: int, step_dir: Path) -> None:
+    spawn_rate = max(1.0, users / opts.ramp_s)
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
+    cmd += ["--host", target.base_url, "-u", str(users), "-r", f"{spawn_rate:g}"]
+    cmd += ["-t", f"{math.ceil(opts.ramp_s + opts.duration_s)}s", "--reset-stats"]
+    cmd += ["--csv", str(step_dir / "locust"), "--html", str(step_dir / "report.html")]
+    cmd += ["--only-summary", "--loglevel", "WARNING"]
+    env = os.environ | {
+        PLAN_ENV: str(target.plan_path.resolve()),
+        "RECSYS_LOADTEST_MEAN_WAIT_S": str(opts.mean_wait_s),
+        "RECSYS_LOADTEST_OUTCOMES": str((step_dir / "outcomes.json").resolve()),
+        "RECSYS_LOADTEST_SEED": str(opts.seed),
+    }
+    with (step_dir / "locust.log").open("wb") as out:
+        done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    # locust exits 1 when a request failed: that is ours to judge; no CSV means it crashed
+    if not (step_dir / "locust_stats.csv").exists():
+        tail = (step_dir / "locust.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"locust exited with {done.returncode} and wrote no stats:\n{tail}")
+
+
+# ---------------------------------------------------------------------------- /metrics
+
+
+Sample = tuple[str, dict[str, str], float]  # name, labels, value
+
+
+def scrape_metrics(base_url: str) -> list[Sample]:
+    """Every sample of the server's /metrics (Prometheus text format)."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+
+def _sample_total(samples: list[Sample], name: str) -> float:
+    return sum(value for n, _, value in samples if n == name)
+
+
+def _stage_totals(base_url: str) -> tuple[dict[str, tuple[float, float]], float]:
+    """(seconds, count) per stage of GET /recommendations, and ``request`` for the whole of it
+    (arrival to response, every outcome), from the server's histograms; and the number of
+    requests served on any route but /metrics."""
+    try:
+        samples = scrape_metrics(base_url)
+    except (OSError, ValueError):
+        return {}, 0.0  # a --host target without /metrics: no breakdown
+    totals: dict[str, tuple[float, float]] = {}
+    served = 0.0
+    for name, labels, value in samples:
+        route = labels.get("route")
+        if name == f"{REQUEST_METRIC}_count" and route != METRICS_ROUTE:
+            served += value
+        if name.startswith(STAGE_METRIC):
+            stage = labels.get("stage", "?")
+        elif name.startswith(REQUEST_METRIC) and route == RECOMMEND_ROUTE:
+            stage = "request"
+        else:
+            continue
+        seconds, count = totals.get(stage, (0.0, 0.0))
+        if name.endswith("_sum"):
+            totals[stage] = (seconds + value, count)
+        elif name.endswith("_count"):
+            totals[stage] = (seconds, count + value)
+    return totals, served
+
+
+def _stage_means_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    means = {}
+    for stage, (total, count) in after.items():
+        total0, count0 = before.get(stage, (0.0, 0.0))
+        if count > count0:
+            means[stage] = (total - total0) / (count - count0) * 1000
+    return means
