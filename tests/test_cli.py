@@ -99,16 +99,20 @@ def test_sigterm_stops_the_embedded_redis(tmp_path: Path) -> None:
     """A scheduler's SIGTERM unwinds the command: its own redis-server is saved and stopped,
     not left running."""
     data, art = tmp_path / "data", tmp_path / "art"
-    write_dataset(generate_synthetic(n_users=3000, n_items=500, seed=4), data)
+    write_dataset(generate_synthetic(n_users=8000, n_items=800, seed=4), data)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "build", str(data), "--artifacts", str(art)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "RECSYS_REDIS_URL": ""},
     )
-    lock = art / "redis" / "redis.lock"
+    lock, log = art / "redis" / "redis.lock", art / "redis" / "redis.log"
+
+    def serving() -> bool:  # the server is up, so the build is under way
+        return log.exists() and "ready to accept connections" in log.read_text()
+
     deadline = time.monotonic() + 60
-    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+    while not serving() and time.monotonic() < deadline:
         time.sleep(0.05)
     redis_pid = int(lock.read_text().strip())
     proc.send_signal(signal.SIGTERM)
