@@ -96,8 +96,8 @@ def test_synth_then_build_keeps_a_good_build_when_the_next_fails(
 
 
 def test_sigterm_stops_the_embedded_redis(tmp_path: Path) -> None:
-    """A scheduler's SIGTERM unwinds the command: its own redis-server is saved and stopped,
-    not left running."""
+    """A scheduler's SIGTERM unwinds the command: its own redis-server is stopped, not left
+    running (it used to outlive a killed build)."""
     data, art = tmp_path / "data", tmp_path / "art"
     write_dataset(generate_synthetic(n_users=8000, n_items=800, seed=4), data)
     proc = subprocess.Popen(
@@ -121,4 +121,3 @@ def test_sigterm_stops_the_embedded_redis(tmp_path: Path) -> None:
         for _ in range(100):  # the server saves, then exits
             os.kill(redis_pid, 0)
             time.sleep(0.05)
-    assert (art / "redis" / "dump.rdb").exists()
