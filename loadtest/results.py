@@ -41,6 +41,7 @@ class CpuUse:
     server_cores: float | None = None
     locust_cores: float | None = None
     machine_cores: float | None = None  # every process: server, Redis, locust, anything else
+    other_cores: float | None = None  # processes that are not part of this test
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(
             f"server CPU {cpu.server_ms_per_request:.2f} ms per request "
             f"({cpu.server_cores:.2f} cores); locust {cpu.locust_cores or 0:.2f} cores; "
-            f"machine {cpu.machine_cores or 0:.2f} of {os.cpu_count()} cores busy"
+            f"machine {cpu.machine_cores or 0:.2f} of {os.cpu_count()} cores busy, "
+            f"{cpu.other_cores or 0:.2f} by other processes"
         )
     idle = summary.idle
     if idle.load_average_1m is not None:
@@ -243,6 +245,7 @@ def _median_summary(runs: list[RunSummary]) -> RunSummary:
             server_cores=_median_known(r.cpu.server_cores for r in runs),
             locust_cores=_median_known(r.cpu.locust_cores for r in runs),
             machine_cores=_median_known(r.cpu.machine_cores for r in runs),
+            other_cores=max((r.cpu.other_cores or 0.0 for r in runs), default=None),
         ),
         idle=Idle(
             load_average_1m=max(r.idle.load_average_1m or 0.0 for r in runs),
@@ -262,17 +265,18 @@ def format_series(summaries: list[RunSummary]) -> str:
     rate are one line: medians, with failures over all of them."""
     header = (
         "| offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | max ms | failed "
-        "| fallbacks | server CPU ms/req | locust cores | runs |"
+        "| fallbacks | server CPU ms/req | locust cores | other cores | runs |"
     )
-    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in median_by_rate(summaries):
         t, cpu = s.total, s.cpu
         offered = f"{s.offered_rps:g}" if s.offered_rps is not None else "?"
         server = f"{cpu.server_ms_per_request:.2f}" if cpu.server_ms_per_request else "?"
         locust = f"{cpu.locust_cores:.2f}" if cpu.locust_cores is not None else "?"
+        other = f"{cpu.other_cores:.2f}" if cpu.other_cores is not None else "?"
         lines.append(
             f"| {offered} | {t.rps:.1f} | {t.p50_ms:g} | {t.p95_ms:g} | {t.p99_ms:g} | "
             f"{t.max_ms:.0f} | {t.failures} | {s.fallback_share:.1%} | {server} | {locust} | "
-            f"{s.runs} |"
+            f"{other} | {s.runs} |"
         )
     return "\n".join(lines)

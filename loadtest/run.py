@@ -345,6 +345,7 @@ class _Snapshot:
     server_cpu_s: float | None
     locust_cpu_s: float  # CPU of finished child processes: locust's, once it has exited
     machine_busy_s: float | None  # CPU seconds of every process on the machine (/proc/stat)
+    own_cpu_s: float | None  # this process and its children: Redis, the server, locust
 
     @classmethod
     def take(cls, target: Target) -> "_Snapshot":
@@ -357,6 +358,7 @@ class _Snapshot:
             server_cpu_s=_tree_cpu_s(target.server_pid) if target.server_pid else None,
             locust_cpu_s=children.ru_utime + children.ru_stime,
             machine_busy_s=_machine_busy_s(),
+            own_cpu_s=_tree_cpu_s(os.getpid()),
         )
 
     def cpu_until(self, later: "_Snapshot") -> CpuUse:
@@ -371,12 +373,25 @@ class _Snapshot:
             server_ms_per_request=server_s * 1000 / served if server_s and served else None,
             server_cores=server_s / wall_s if server_s is not None else None,
             locust_cores=(later.locust_cpu_s - self.locust_cpu_s) / wall_s,
-            machine_cores=(
-                (later.machine_busy_s - self.machine_busy_s) / wall_s
-                if later.machine_busy_s is not None and self.machine_busy_s is not None
-                else None
-            ),
+            machine_cores=_rate(self.machine_busy_s, later.machine_busy_s, wall_s),
+            other_cores=_other_cores(self, later, wall_s),
         )
+
+
+def _rate(before: float | None, after: float | None, wall_s: float) -> float | None:
+    return (after - before) / wall_s if before is not None and after is not None else None
+
+
+def _other_cores(before: "_Snapshot", after: "_Snapshot", wall_s: float) -> float | None:
+    """Cores used by processes that are not this test's (not us, Redis, the server, locust):
+    a step measured while something else ran shows it here. Locust starts after the first
+    snapshot and has exited by the second, so its time comes from the finished children's."""
+    machine = _rate(before.machine_busy_s, after.machine_busy_s, wall_s)
+    if machine is None or before.own_cpu_s is None or after.own_cpu_s is None:
+        return None
+    locust = (after.locust_cpu_s - before.locust_cpu_s) / wall_s
+    ours = (after.own_cpu_s - before.own_cpu_s) / wall_s + locust
+    return max(0.0, machine - ours)
 
 
 def _wait_for_load_average(limit: float, max_wait_s: float) -> None:

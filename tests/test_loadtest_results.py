@@ -63,7 +63,7 @@ def test_summary_reads_the_aggregate_each_request_kind_and_the_fallbacks(tmp_pat
     assert s.fallback_share == pytest.approx(1100 / 9000)
     text = format_summary(s)
     assert "achieved 166.8 req/s" in text and "p99 25" in text and "12.2%" in text
-    assert "| 150 | 166.8 | 5 | 13 | 25 | 180 | 0 | 12.2% | ? | ? | 1 |" in format_series([s])
+    assert "| 150 | 166.8 | 5 | 13 | 25 | 180 | 0 | 12.2% | ? | ? | ? | 1 |" in format_series([s])
 
 
 def test_p99_over_the_limit_exits_non_zero(tmp_path: Path) -> None:
