@@ -41,13 +41,13 @@ did not come from the ranker. See docs/API.md for the full contract.
 """
 
 
-def redis_client(url: str, cfg: ServeConfig) -> aioredis.Redis:
-    """The process's one Redis client: a bounded pool, short timeouts, no retries.
+def redis_client(url: str, cfg: ServeConfig, timeout_ms: float) -> aioredis.Redis:
+    """A Redis client with a bounded pool, one timeout for everything, and no retries.
 
     A retry would spend the deadline on a Redis that just failed; the request falls back
     instead and the next one reconnects, so the API recovers by itself when Redis returns.
     """
-    timeout_s = cfg.redis_timeout_ms / 1000
+    timeout_s = timeout_ms / 1000
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=cfg.redis_pool_size,
@@ -97,7 +97,10 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis_client(redis_url, cfg)
+        # Two pools because redis-py sets timeouts per connection: reads get a short one (they
+        # have fallbacks), event writes a longer one (a timed-out write is a lost event).
+        client = redis_client(redis_url, cfg, cfg.redis_timeout_ms)
+        event_client = redis_client(redis_url, cfg, cfg.event_timeout_ms)
         keys = Keys(settings.key_prefix)
         holder = ModelHolder(artifacts, on_swap=metrics.model_swapped)
         try:
@@ -105,7 +108,7 @@ def _lifespan(
         except REDIS_ERRORS as e:  # start anyway: /readyz reports it and the watcher retries
             holder.last_error = f"cannot read the current build from redis: {e}"
             log.warning("startup: %s", holder.last_error)
-        service = RecommendationService(client, keys, cfg, metrics)
+        service = RecommendationService(client, event_client, keys, cfg, metrics)
         app.state.holder = holder
         app.state.service = service
         stop_watching = asyncio.Event()
@@ -119,6 +122,7 @@ def _lifespan(
                 await watcher
             service.close()
             await client.aclose()
+            await event_client.aclose()
             metrics.process_exited(os.getpid())
 
     return lifespan

@@ -42,7 +42,7 @@ from recsys.store.user_store import UserRecord, append_event_async, read_user_as
 # items with orjson; the rest is slack for a busy event loop).
 SERIALISE_RESERVE_S = 0.003
 # What Redis failures look like from redis-py's asyncio client: its own errors, our
-# asyncio.wait_for timeout, and socket errors raised while (re)connecting.
+# asyncio timeouts, and socket errors raised while (re)connecting.
 REDIS_ERRORS = (RedisError, TimeoutError, OSError)
 
 
@@ -55,9 +55,15 @@ class Answer:
 
 class RecommendationService:
     def __init__(
-        self, client: aioredis.Redis, keys: Keys, cfg: ServeConfig, metrics: ApiMetrics
+        self,
+        client: aioredis.Redis,
+        event_client: aioredis.Redis,
+        keys: Keys,
+        cfg: ServeConfig,
+        metrics: ApiMetrics,
     ) -> None:
-        self.client = client
+        self.client = client  # reads: timeouts of redis_timeout_ms
+        self.event_client = event_client  # event writes: timeouts of event_timeout_ms
         self.keys = keys
         self.cfg = cfg
         self.metrics = metrics
@@ -96,10 +102,14 @@ class RecommendationService:
         return self._fallback(model, stage1(state, k), "ranker-timeout")
 
     async def record_event(self, user_id: str, event: WatchEvent) -> None:
-        """Append to the user's capped event list; raises one of ``REDIS_ERRORS`` on failure."""
-        async with asyncio.timeout(self.redis_timeout_s):
+        """Append to the user's capped event list; raises one of ``REDIS_ERRORS`` on failure.
+
+        Bounded by ``event_timeout_ms``, not the reads' ``redis_timeout_ms``: near saturation a
+        20 ms budget turned writes into 503s that a read would have survived with a fallback.
+        """
+        async with asyncio.timeout(self.cfg.event_timeout_ms / 1000):
             await append_event_async(
-                self.client, self.keys, user_id, event, self.cfg.max_events_per_user
+                self.event_client, self.keys, user_id, event, self.cfg.max_events_per_user
             )
 
     async def redis_problem(self) -> str | None:

@@ -165,6 +165,15 @@ class ServeConfig(_Section):
             "from popular items. Keep it well under deadline_ms."
         ),
     )
+    event_timeout_ms: float = Field(
+        100.0,
+        gt=0.0,
+        description=(
+            "Timeout of a POST /events write (socket and asyncio). Longer than redis_timeout_ms: "
+            "a read that times out still answers from a fallback, a write that times out is a "
+            "503 and the event is lost unless the client retries."
+        ),
+    )
     redis_pool_size: int = Field(
         64, ge=1, description="Redis connections per worker; more concurrent requests wait."
     )

@@ -86,6 +86,30 @@ def test_slow_redis_answers_from_popular_items_within_the_deadline(
     assert _answer_in_time(api, f"/recommendations/{user}")["fallback"] is None
 
 
+def test_a_stalled_redis_fails_reads_over_but_still_stores_events(
+    api: TestClient, built: Built, own_redis: LocalRedis
+) -> None:
+    """A read gives up after redis_timeout_ms (20) and answers from popular items; an event
+    write has no fallback, so it waits up to event_timeout_ms (100) and lands once Redis moves.
+
+    DEBUG SLEEP blocks the (single-threaded) server for exactly its time; CLIENT PAUSE would
+    not do here, as it ends on the server's cron tick, up to 100 ms late."""
+    user = built.known_users(2)[1]
+    key = built.keys.events(user)
+    with redis.Redis.from_url(own_redis.url) as admin:
+        before = admin.llen(key)
+        stall = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", 0.09))
+        stall.start()
+        time.sleep(0.01)  # the sleep has reached the server
+        read = api.get(f"/recommendations/{user}", params={"k": 5})
+        write = api.post("/events", json={"user_id": user, "item_id": 1})
+        stall.join()
+        stored = admin.llen(key)
+    assert read.status_code == 200 and read.json()["fallback"] == "redis-unavailable"
+    assert write.status_code == 202, write.text
+    assert stored == before + 1
+
+
 def test_redis_stopped_then_started_again_without_restarting_the_app(
     api: TestClient, built: Built, own_redis: LocalRedis
 ) -> None:
