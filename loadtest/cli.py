@@ -58,6 +58,13 @@ def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
         "for < 0.3 busy cores",
     )
     p.add_argument("--redis-url", help="Redis for our own server (default: a local one)")
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="OUT",
+        help="measure nothing: print the table of the steps a finished run wrote in OUT (and "
+        "rewrite OUT/series.md)",
+    )
 
 
 def run_from_args(args: argparse.Namespace, settings: object) -> int:
@@ -67,6 +74,8 @@ def run_from_args(args: argparse.Namespace, settings: object) -> int:
     from recsys.errors import RecsysError
 
     assert isinstance(settings, Settings)
+    if args.render:
+        return _render(args.render)
     if args.host and not args.data:
         raise RecsysError("--host needs --data: the dataset the target was built on")
     try:
@@ -90,3 +99,16 @@ def run_from_args(args: argparse.Namespace, settings: object) -> int:
     except ValueError as e:
         raise RecsysError(str(e)) from e
     return run_loadtest(opts, settings)
+
+
+def _render(out: Path) -> int:
+    from loadtest.results import format_series, read_series
+    from recsys.errors import RecsysError
+
+    try:
+        table = format_series(read_series(out))
+    except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
+        raise RecsysError(f"--render {out}: {e}") from e
+    (out / "series.md").write_text(table + "\n")
+    print(table)
+    return 0

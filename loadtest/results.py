@@ -13,8 +13,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 AGGREGATED = "Aggregated"
+# Fallbacks that are the right answer, not a sign of load: an unknown user gets popular items.
+BY_DESIGN = frozenset({"cold-start"})
 EXIT_OK, EXIT_THRESHOLDS = 0, 1
 STATS_SUFFIX = "_stats.csv"
 
@@ -74,7 +77,16 @@ class RunSummary:
 
     @property
     def fallback_share(self) -> float:
-        return sum(self.fallbacks.values()) / self.recommendations if self.recommendations else 0.0
+        return self._share(self.fallbacks)
+
+    @property
+    def degraded_share(self) -> float:
+        """Answers that fell back because the server was slow or Redis did not answer in time
+        (``ranker-timeout``, ``redis-unavailable``): what overload costs in quality."""
+        return self._share({r: n for r, n in self.fallbacks.items() if r not in BY_DESIGN})
+
+    def _share(self, counts: dict[str, int]) -> float:
+        return sum(counts.values()) / self.recommendations if self.recommendations else 0.0
 
     def violations(self, thresholds: Thresholds) -> list[str]:
         """Broken thresholds, in words; empty when the run passed."""
@@ -88,7 +100,36 @@ class RunSummary:
         return problems
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self) | {"fallback_share": self.fallback_share}
+        return asdict(self) | {
+            "fallback_share": self.fallback_share,
+            "degraded_share": self.degraded_share,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunSummary":
+        """The inverse of ``to_json`` (derived shares are recomputed, not read)."""
+        return cls(
+            offered_rps=data["offered_rps"],
+            total=RowStats(**data["total"]),
+            by_name=[RowStats(**row) for row in data["by_name"]],
+            fallbacks=dict(data["fallbacks"]),
+            recommendations=data["recommendations"],
+            locust_cpu_warnings=data["locust_cpu_warnings"],
+            stages_ms=dict(data["stages_ms"]),
+            cpu=CpuUse(**data["cpu"]),
+            idle=Idle(**data["idle"]),
+            runs=data["runs"],
+        )
+
+
+def read_series(out: Path) -> list[RunSummary]:
+    """Every step a finished ``recsys loadtest`` wrote under ``out`` (its ``summary.json``
+    files), by offered rate: to re-tabulate a series without measuring it again."""
+    paths = sorted(out.glob("rate-*/**/summary.json"))
+    if not paths:
+        raise FileNotFoundError(f"{out}: no rate-*/summary.json from recsys loadtest")
+    summaries = [RunSummary.from_json(json.loads(p.read_text())) for p in paths]
+    return sorted(summaries, key=lambda s: s.offered_rps or 0.0)
 
 
 def verdict(summaries: list[RunSummary], thresholds: Thresholds) -> tuple[int, list[str]]:
@@ -173,7 +214,8 @@ def format_summary(summary: RunSummary) -> str:
         f"offered ~{offered} req/s, achieved {t.rps:.1f} req/s, {t.requests} requests, "
         f"{t.failures} failed",
         f"latency ms: p50 {t.p50_ms:g}  p95 {t.p95_ms:g}  p99 {t.p99_ms:g}  max {t.max_ms:.0f}",
-        f"fallbacks: {summary.fallback_share:.1%} of {summary.recommendations} recommendations"
+        f"fallbacks: {summary.fallback_share:.1%} of {summary.recommendations} recommendations "
+        f"({summary.degraded_share:.1%} degraded by load)"
         + "".join(f"  {reason} {n}" for reason, n in sorted(summary.fallbacks.items())),
     ]
     for row in summary.by_name:
@@ -265,9 +307,9 @@ def format_series(summaries: list[RunSummary]) -> str:
     rate are one line: medians, with failures over all of them."""
     header = (
         "| offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | max ms | failed "
-        "| fallbacks | server CPU ms/req | locust cores | other cores | runs |"
+        "| cold-start | degraded | server CPU ms/req | locust cores | other cores | runs |"
     )
-    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [header, "|" + "---:|" * 13]
     for s in median_by_rate(summaries):
         t, cpu = s.total, s.cpu
         offered = f"{s.offered_rps:g}" if s.offered_rps is not None else "?"
@@ -276,7 +318,8 @@ def format_series(summaries: list[RunSummary]) -> str:
         other = f"{cpu.other_cores:.2f}" if cpu.other_cores is not None else "?"
         lines.append(
             f"| {offered} | {t.rps:.1f} | {t.p50_ms:g} | {t.p95_ms:g} | {t.p99_ms:g} | "
-            f"{t.max_ms:.0f} | {t.failures} | {s.fallback_share:.1%} | {server} | {locust} | "
+            f"{t.max_ms:.0f} | {t.failures} | {s.fallback_share - s.degraded_share:.1%} | "
+            f"{s.degraded_share:.1%} | {server} | {locust} | "
             f"{other} | {s.runs} |"
         )
     return "\n".join(lines)

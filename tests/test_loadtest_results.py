@@ -13,6 +13,7 @@ from loadtest.results import (
     format_series,
     format_summary,
     median_by_rate,
+    read_series,
     summarise,
     verdict,
 )
@@ -63,7 +64,9 @@ def test_summary_reads_the_aggregate_each_request_kind_and_the_fallbacks(tmp_pat
     assert s.fallback_share == pytest.approx(1100 / 9000)
     text = format_summary(s)
     assert "achieved 166.8 req/s" in text and "p99 25" in text and "12.2%" in text
-    assert "| 150 | 166.8 | 5 | 13 | 25 | 180 | 0 | 12.2% | ? | ? | ? | 1 |" in format_series([s])
+    assert s.degraded_share == pytest.approx(100 / 9000)
+    row = "| 150 | 166.8 | 5 | 13 | 25 | 180 | 0 | 11.1% | 1.1% | ? | ? | ? | 1 |"
+    assert row in format_series([s])
 
 
 def test_p99_over_the_limit_exits_non_zero(tmp_path: Path) -> None:
@@ -118,3 +121,23 @@ def test_stats_without_an_aggregate_row_are_an_error(tmp_path: Path) -> None:
     Path(f"{tmp_path / 'locust'}_stats.csv").write_text(HEADER + "\n")
     with pytest.raises(ValueError, match="Aggregated"):
         summarise(tmp_path / "locust", tmp_path / "absent.json", 150.0)
+
+
+def test_a_finished_series_is_read_back_from_its_summaries(tmp_path: Path) -> None:
+    """`recsys loadtest --render` re-tabulates saved steps: to_json and from_json round-trip."""
+    _write_outcomes(tmp_path / "outcomes.json")
+    written = []
+    for rate, run, p99 in ((300.0, 1, 40), (150.0, 1, 20), (150.0, 2, 30)):
+        _write_stats(tmp_path / "locust", p99_ms=p99)
+        s = summarise(tmp_path / "locust", tmp_path / "outcomes.json", rate, {"redis": 0.4})
+        step = tmp_path / "out" / f"rate-{rate:g}" / f"run-{run}"
+        step.mkdir(parents=True)
+        (step / "summary.json").write_text(json.dumps(s.to_json()))
+        written.append(s)
+    back = read_series(tmp_path / "out")
+    assert sorted(back, key=lambda s: s.total.p99_ms) == sorted(
+        written, key=lambda s: s.total.p99_ms
+    )
+    assert format_series(back) == format_series(sorted(written, key=lambda s: s.offered_rps or 0))
+    with pytest.raises(FileNotFoundError, match="no rate-"):
+        read_series(tmp_path)

@@ -69,7 +69,20 @@ def test_a_short_run_passes_and_reports_everything(
     assert cpu["server_ms_per_request"] > 0 and cpu["locust_cores"] > 0
     assert "achieved" in printed and "p99" in printed and "fallbacks:" in printed
 
+    assert main(["loadtest", "--render", str(out)]) == 0  # the table again, from what was saved
+    row = f"| {LOW_RATE} | {total['rps']:.1f} | {total['p50_ms']:g} |"
+    assert row in capsys.readouterr().out
+    assert row in (out / "series.md").read_text()
+
 
 def test_host_without_data_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["loadtest", "--host", "http://127.0.0.1:9"]) == 2
     assert "--host needs --data" in capsys.readouterr().err
+
+
+def test_render_of_a_directory_without_steps_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["loadtest", "--render", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no rate-*/summary.json" in err and len(err.strip().splitlines()) == 1
