@@ -48,6 +48,10 @@ FALLBACK_REASONS = ("cold-start", "redis-unavailable", "ranker-timeout")
 UNMATCHED_ROUTE = "unmatched"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Names other tools read (recsys loadtest diffs them around each step).
+REQUEST_METRIC = "recsys_http_request_duration_seconds"
+STAGE_METRIC = "recsys_stage_duration_seconds"
+SWAPS_METRIC = "recsys_model_swaps"  # a counter: exported as recsys_model_swaps_total
 
 
 def multiprocess_dir() -> str | None:
@@ -63,7 +67,7 @@ class ApiMetrics:
         if multiprocess_dir() is None:
             ProcessCollector(registry=self.registry)  # CPU and memory; per process only
         self.request_seconds = Histogram(
-            "recsys_http_request_duration_seconds",
+            REQUEST_METRIC,
             "Time from the request's arrival to its response, by route template and outcome "
             "(ok, a fallback reason, 4xx, 5xx).",
             ["route", "outcome"],
@@ -77,7 +81,7 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.stage_seconds = Histogram(
-            "recsys_stage_duration_seconds",
+            STAGE_METRIC,
             "Time per stage of GET /recommendations: redis (one pipelined read), rank "
             "(features + LightGBM, including the wait for a rank thread), within it features "
             "and model (the ranker's own run), serialise.",
@@ -93,7 +97,7 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.model_swaps = Counter(
-            "recsys_model_swaps",
+            SWAPS_METRIC,
             "Builds loaded and switched to without a restart (the first load included).",
             registry=self.registry,
         )

@@ -69,6 +69,7 @@ class RecommendationService:
         self.metrics = metrics
         self.deadline_s = cfg.deadline_ms / 1000
         self.redis_timeout_s = cfg.redis_timeout_ms / 1000
+        self.event_timeout_s = cfg.event_timeout_ms / 1000
         self.rank_time = RankTimeEstimate(cfg.rank_threads)
         self.executor = ThreadPoolExecutor(cfg.rank_threads, thread_name_prefix="recsys-rank")
 
@@ -107,7 +108,7 @@ class RecommendationService:
         Bounded by ``event_timeout_ms``, not the reads' ``redis_timeout_ms``: near saturation a
         20 ms budget turned writes into 503s that a read would have survived with a fallback.
         """
-        async with asyncio.timeout(self.cfg.event_timeout_ms / 1000):
+        async with asyncio.timeout(self.event_timeout_s):
             await append_event_async(
                 self.event_client, self.keys, user_id, event, self.cfg.max_events_per_user
             )

@@ -80,8 +80,6 @@ def run_from_args(args: argparse.Namespace, settings: object) -> int:
     assert isinstance(settings, Settings)
     if args.render:
         return _render(args.render)
-    if args.host and not args.data:
-        raise RecsysError("--host needs --data: the dataset the target was built on")
     try:
         opts = LoadtestOptions(
             rates=args.users_rate,

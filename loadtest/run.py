@@ -12,7 +12,9 @@ req/s without the bursts of ``constant_throughput`` (FACTS.md); statistics are r
 ramp. Each step writes locust's CSV and HTML report and a ``summary.json``; the mean server time
 per stage comes from the difference of the server's ``/metrics`` before and after the step.
 
-Exit code: 0 when every step's p99 and failure count are within the thresholds, 1 otherwise.
+Exit code: 0 when every step's p99 and failure count are within the thresholds, 1 otherwise,
+and 2 (one line on stderr) when the run could not be made: bad arguments, or a server or locust
+that did not start.
 """
 
 import contextlib
@@ -30,12 +32,13 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import MULTIPROC_ENV, REQUEST_METRIC, STAGE_METRIC, SWAPS_METRIC
 from loadtest.plan import plan_from_dataset
 from loadtest.results import (
     CpuUse,
@@ -52,21 +55,17 @@ from offline.data import synth
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.data.load import load_dataset
-from recsys.errors import StoreError
+from recsys.errors import RecsysError
 from recsys.pipeline import run_build
-from recsys.store.connect import client_for
+from recsys.store.connect import open_redis
 from recsys.store.keys import Keys
-from recsys.store.server import redis_url_or_local
-from recsys.store.user_store import current_build
+from recsys.store.user_store import current_build, unlink_matching
 
 log = logging.getLogger(__name__)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 PLAN_FILE = "loadtest-plan.json"  # kept with the build: the traffic of the data it was built on
 SERVER_READY_TIMEOUT_S = 120.0
-# The histograms /metrics exports, read before and after a step for the per-stage breakdown.
-STAGE_METRIC = "recsys_stage_duration_seconds"
-REQUEST_METRIC = "recsys_http_request_duration_seconds"
 RECOMMEND_ROUTE = "/recommendations/{user_id}"
 METRICS_ROUTE = "/metrics"
 # A machine counts as idle for measuring at a 1-minute load average under 0.5 (before the first
@@ -80,21 +79,32 @@ IDLE_WAIT_MAX_S = 900.0
 
 @dataclass(frozen=True)
 class LoadtestOptions:
+    """Everything a run needs; the defaults live with the CLI's arguments (loadtest/cli.py)."""
+
     rates: list[float]  # offered req/s, one step each (one: a pass/fail run)
-    duration_s: float = 60.0
-    host: str | None = None  # a running API; None: start our own
-    data: Path | None = None  # the dataset (required with host); None: synthetic
-    artifacts: Path | None = None  # where to build (or reuse a build); None: a temp dir
-    out: Path = Path("bench-output/loadtest/run")
-    workers: int | None = None  # server processes; None: serve.workers
-    mean_wait_s: float = 1.0
-    ramp_s: float = 5.0
-    synth_users: int = 20_000
-    synth_items: int = 2_000
-    seed: int = 0
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    wait_idle: bool = False  # wait for a quiet machine first (load average, then busy cores)
-    repeat: int = 1  # runs of the whole series; the table shows medians
+    duration_s: float
+    host: str | None  # a running API; None: start our own
+    data: Path | None  # the dataset (required with host); None: synthetic
+    artifacts: Path | None  # where to build (or reuse a build); None: a temp dir
+    out: Path
+    workers: int | None  # server processes; None: serve.workers
+    mean_wait_s: float
+    ramp_s: float
+    synth_users: int
+    synth_items: int
+    seed: int
+    thresholds: Thresholds
+    wait_idle: bool  # wait for a quiet machine first (load average, then busy cores)
+    repeat: int  # runs of the whole series; the table shows medians
+
+    def __post_init__(self) -> None:
+        """Checked before anything is built or started."""
+        if self.host is not None and self.data is None:
+            raise ValueError("--host needs --data: the dataset the target was built on")
+        if self.mean_wait_s <= 0:
+            raise ValueError(f"--mean-wait must be positive, got {self.mean_wait_s:g}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {self.workers}")
 
 
 def parse_duration(text: str) -> float:
@@ -150,8 +160,7 @@ class Target:
 def _target(opts: LoadtestOptions, settings: Settings) -> Iterator[Target]:
     """A given host, or a build served by our own server."""
     if opts.host is not None:
-        if opts.data is None:
-            raise ValueError("a --host target needs --data: the dataset it was built on")
+        assert opts.data is not None  # LoadtestOptions checks it
         plan_path = opts.out / PLAN_FILE
         plan_from_dataset(load_dataset(opts.data), seed=opts.seed).save(plan_path)
         yield Target(opts.host.rstrip("/"), plan_path, None)
@@ -182,33 +191,18 @@ def _own_server(
 ) -> Iterator[tuple[str, int]]:
     """A local Redis (or ``settings.redis_url``) with a build in it, served by ``recsys serve``.
 
-    One Redis for the build and the server, held by this process, so events left by an earlier
-    run can be cleared and every run starts from the build's state."""
-    with redis_url_or_local(settings.redis_url, artifacts / REDIS_DIR) as redis_url:
-        client = _loaded_client(redis_url)
-        try:
-            _ensure_build(opts, settings, artifacts, client)
-            cleared = _clear_events(client, settings.key_prefix)
+    On our own local Redis, events left by an earlier run are cleared, so every run starts
+    from the build's state; a Redis given by URL may hold real users' events, kept as they are.
+    """
+    with open_redis(settings.redis_url, artifacts / REDIS_DIR) as (client, redis_url):
+        _ensure_build(opts, settings, artifacts, client)
+        if settings.redis_url is None:
+            cleared = unlink_matching(client, Keys(settings.key_prefix).events_pattern)
             if cleared:
                 log.info("cleared the events of %d users left by an earlier run", cleared)
-        finally:
-            client.close()
         workers = opts.workers or settings.serve.workers
         with _serve(artifacts, redis_url, workers, opts.out / "server.log") as served:
             yield served
-
-
-def _loaded_client(url: str, timeout_s: float = 300.0) -> redis.Redis:
-    """A client once Redis has loaded its data: a local server reports itself started (it
-    answers INFO) while it is still reading a large dump.rdb, and refuses commands until then."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return client_for(url)
-        except StoreError as e:
-            if not isinstance(e.__cause__, redis.BusyLoadingError) or time.monotonic() > deadline:
-                raise
-        time.sleep(0.2)
 
 
 def _ensure_build(
@@ -232,20 +226,6 @@ def _synthesise(opts: LoadtestOptions, out: Path) -> Path:
     return out
 
 
-def _clear_events(client: redis.Redis, prefix: str) -> int:
-    """Remove the real-time events of every user (only ever on our own server's Redis)."""
-    pattern = Keys(prefix).events("*").replace("{*}", "*")
-    removed, batch = 0, []
-    for key in client.scan_iter(match=pattern, count=5000):
-        batch.append(key)
-        if len(batch) == 5000:
-            removed += int(client.unlink(*batch))
-            batch.clear()
-    if batch:
-        removed += int(client.unlink(*batch))
-    return removed
-
-
 @contextlib.contextmanager
 def _serve(
     artifacts: Path, redis_url: str, workers: int, log_path: Path
@@ -254,7 +234,7 @@ def _serve(
     port = _free_port()
     cmd = [sys.executable, "-m", "cli.main", "serve", "--artifacts", str(artifacts)]
     cmd += ["--port", str(port), "--workers", str(workers), "--redis-url", redis_url]
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
     log.info("starting recsys serve with %d worker(s) on port %d", workers, port)
     with log_path.open("ab") as server_log:
         server = subprocess.Popen(cmd, env=env, stdout=server_log, stderr=subprocess.STDOUT)
@@ -280,13 +260,14 @@ def _wait_ready(
     deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"recsys serve exited with {server.returncode}:\n{tail}")
+            raise RecsysError(f"recsys serve exited with {server.returncode}; see {log_path}")
         with contextlib.suppress(OSError):
-            if _sample_total(scrape_metrics(base_url), "recsys_model_swaps_total") >= workers:
+            if _sample_total(scrape_metrics(base_url), f"{SWAPS_METRIC}_total") >= workers:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"recsys serve was not ready within {SERVER_READY_TIMEOUT_S:g} s")
+    raise RecsysError(
+        f"recsys serve was not ready within {SERVER_READY_TIMEOUT_S:g} s; see {log_path}"
+    )
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
@@ -475,8 +456,10 @@ def _run_locust(opts: LoadtestOptions, target: Target, users: int, step_dir: Pat
         done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     # locust exits 1 when a request failed: that is ours to judge; no CSV means it crashed
     if not (step_dir / "locust_stats.csv").exists():
-        tail = (step_dir / "locust.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"locust exited with {done.returncode} and wrote no stats:\n{tail}")
+        log_path = step_dir / "locust.log"
+        raise RecsysError(
+            f"locust exited with {done.returncode} and wrote no stats; see {log_path}"
+        )
 
 
 # ---------------------------------------------------------------------------- /metrics

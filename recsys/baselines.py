@@ -48,16 +48,20 @@ def als_top_k(seen: sp.csr_matrix, users: np.ndarray, k: int, cfg: ALSConfig) ->
     """Plain ALS, as a user of implicit would run it: a fresh full fit on the same training
     events (not the build's warm-started one), exact top-k over the catalogue, seen removed."""
     f = fit_als(seen, cfg)
-    k = min(k, seen.shape[1])
-    out = np.empty((len(users), k), dtype=np.int32)
+    width = min(k, seen.shape[1])
+    out = np.full((len(users), k), -1, dtype=np.int32)
     for start in range(0, len(users), _BATCH):
         u = users[start : start + _BATCH]
         scores = f.user[u] @ f.item.T
         rows, cols = seen[u].nonzero()
         scores[rows, cols] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        out[start : start + len(u)] = np.take_along_axis(part, order, axis=1)
+        part = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        top = np.take_along_axis(part, order, axis=1)
+        # a user who has seen all but fewer than k items gets -1 where only seen ones were left
+        unseen = np.isfinite(np.take_along_axis(part_scores, order, axis=1))
+        out[start : start + len(u), :width] = np.where(unseen, top, -1)
     return out
 
 
@@ -83,7 +87,15 @@ def item_knn_top_k(
     out = np.full((len(users), k), -1, dtype=np.int32)
     for start in range(0, len(users), _BATCH):
         u = users[start : start + _BATCH]
-        ids, scores = model.recommend(u, seen[u], N=k, filter_already_liked_items=True)
-        ids = np.where(np.isfinite(scores) & (scores > np.finfo(np.float32).min), ids, -1)
-        out[start : start + len(u), : ids.shape[1]] = ids
+        user_seen = seen[u]
+        ids, scores = model.recommend(u, user_seen, N=k, filter_already_liked_items=True)
+        # when fewer than k items are unseen, implicit fills the row with seen ones at score 0
+        valid = np.isfinite(scores) & (scores > np.finfo(np.float32).min)
+        kept = [
+            row[ok & ~np.isin(row, user_seen.indices[a:b])]
+            for row, ok, a, b in zip(
+                ids, valid, user_seen.indptr[:-1], user_seen.indptr[1:], strict=True
+            )
+        ]
+        out[start : start + len(u), : ids.shape[1]] = pad_rows(kept, ids.shape[1])
     return out

@@ -33,7 +33,6 @@ from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split, leave_last_out, temporal_split, walk_forward
 from recsys.drift import describe_shift, feature_drift
-from recsys.events_index import index_events
 from recsys.features import FEATURE_NAMES, RequestContext, build_features
 from recsys.ids import IdIndex
 from recsys.metrics import (
@@ -45,9 +44,8 @@ from recsys.metrics import (
 )
 from recsys.pipeline import BuildResult
 from recsys.ranking.labels import split_for_labels
-from recsys.ranking.training_set import label_requests, request_states
+from recsys.ranking.training_set import history_stage1, labelled_requests, request_states
 from recsys.serving import ServingModel, rank, stage1
-from recsys.stage1 import fit_stage1
 from recsys.stats import bootstrap_ci, paired_comparison
 from recsys.store.codec import UserState, decode_user_state
 from recsys.store.keys import Keys
@@ -442,22 +440,19 @@ def training_window_features(
     """Features of every candidate of the ranker's training requests, as of its label cut.
 
     The same steps as the build's ``training_data`` (same label split, same stage 1 on history,
-    same request sample: ``label_requests`` draws the same permutation, so these requests are
+    same request sample: ``labelled_requests`` draws the same permutation, so these requests are
     the first of the ranker's own), but without negative sampling: drift compares candidate
     distributions, and sampling 100 negatives of 500 would itself look like drift."""
     labels_split = split_for_labels(train.interactions, settings.ranker)
     item_ids = IdIndex(train.items[Columns.item])
     devices = build.stage1.items.devices
-    users = IdIndex.from_values(labels_split.history[Columns.user])
-    history = index_events(labels_split.history, users, item_ids, devices)
-    history_stage1 = fit_stage1(
-        history, labels_split.history, len(users), train.items, devices, settings
+    users, stage1 = history_stage1(labels_split, train.items, item_ids, devices, settings)
+    requests = labelled_requests(
+        labels_split, users, item_ids, devices, max_requests, settings.ranker.seed
     )
-    labels = index_events(labels_split.labels, users, item_ids, devices)
-    requests = label_requests(labels, max_requests, settings.ranker.seed)
     parts = [
-        build_features(states, contexts, history_stage1.items)
-        for states, contexts, _ in request_states(requests, history_stage1, settings)
+        build_features(states, contexts, stage1.items)
+        for states, contexts, _ in request_states(requests, stage1, settings)
     ]
     if not parts:
         return np.empty((0, len(FEATURE_NAMES)), np.float32), 0
@@ -544,17 +539,23 @@ def paired(
     return out
 
 
-def single_report(evaluation: Evaluation, options: EvalOptions) -> dict[str, Any]:
-    """The report of one split: the build's numbers, intervals, and two-stage against each
-    other row on the same users."""
-    return evaluation.report | {
-        "confidence": confidence([evaluation], options),
+def _intervals_and_pairs(evaluations: Sequence[Evaluation], options: EvalOptions) -> dict[str, Any]:
+    """Confidence intervals of every row, and two-stage against each other row on the same
+    users (pooled over folds)."""
+    return {
+        "confidence": confidence(evaluations, options),
         "paired": {
-            name: paired([evaluation], [evaluation], name, "two_stage", options)
+            name: paired(evaluations, evaluations, name, "two_stage", options)
             for name in MODELS
             if name != "two_stage"
         },
     }
+
+
+def single_report(evaluation: Evaluation, options: EvalOptions) -> dict[str, Any]:
+    """The report of one split: the build's numbers, intervals, and two-stage against each
+    other row on the same users."""
+    return evaluation.report | _intervals_and_pairs([evaluation], options)
 
 
 def _mean_rows(rows: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -590,19 +591,15 @@ def walk_forward_report(evaluations: Sequence[Evaluation], options: EvalOptions)
         "popularity_reference": _mean_rows(
             [ev.report["popularity_reference"] for ev in evaluations]
         ),
-        "confidence": confidence(evaluations, options),
-        "paired": {
-            name: paired(evaluations, evaluations, name, "two_stage", options)
-            for name in MODELS
-            if name != "two_stage"
-        },
+        **_intervals_and_pairs(evaluations, options),
     }
 
 
 def protocol_report(evaluations: Sequence[Evaluation], options: EvalOptions) -> dict[str, Any]:
-    if len(evaluations) == 1:
-        return single_report(evaluations[0], options)
-    return walk_forward_report(evaluations, options)
+    # by protocol, not by count: one walk-forward fold is still a walk-forward report
+    if evaluations[0].report["protocol"] == "walk-forward":
+        return walk_forward_report(evaluations, options)
+    return single_report(evaluations[0], options)
 
 
 def compare_report(

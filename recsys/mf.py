@@ -42,8 +42,10 @@ def fit_als(
     oversubscription costs far more than it gains (implicit README).
 
     With ``init_item_factors`` (a fit on a subset of these events), ALS starts from them and
-    runs ``cfg.warm_start_iterations`` sweeps; its first half-sweep solves every user exactly
-    from the item factors, so user factors need no initial value."""
+    runs ``cfg.warm_start_iterations`` sweeps instead of ``cfg.iterations``. User factors
+    still start from implicit's small random values; the first half-sweep (3 conjugate-gradient
+    steps, implicit's default solver) fits them to the given item factors, which is why a few
+    sweeps are enough."""
     warm = init_item_factors is not None and cfg.warm_start_iterations > 0
     weighted = bm25_weight(user_items.T.tocsr(), K1=cfg.bm25_k1, B=cfg.bm25_b).T.tocsr()
     # faiss-cpu bundles an OpenMP OpenBLAS that implicit's check (run in the constructor) counts

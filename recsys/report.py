@@ -420,7 +420,7 @@ def sections(report: Mapping[str, Any], images: Collection[str] = ()) -> list[Se
     out.append(Section("Summary at k = 10", summary))
     out.append(
         Section(
-            "Every metric at k = 1, 5, 10, 20, 50, 100",
+            "Every metric at k = " + ", ".join(str(k) for k in _ks(report)),
             [*_figure("metrics_at_k", "Metrics against k", images), *_metric_tables(report)],
         )
     )

@@ -3,6 +3,7 @@ test session starts from the project's own ``LocalRedis``."""
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,3 +55,10 @@ def small_settings(redis_url: str, **overrides: object) -> Settings:
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for servers that need a fixed address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

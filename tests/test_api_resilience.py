@@ -17,7 +17,8 @@ from httpx2 import Response
 from recsys.items import ItemTable
 from recsys.store.codec import decode_user_state
 from recsys.store.server import LocalRedis
-from tests.test_api_support import Built, api_client, build_small, free_port
+from tests.conftest import free_port
+from tests.test_api_support import Built, api_client, build_small
 
 DEADLINE_S = 0.100
 
@@ -102,11 +103,14 @@ def test_a_stalled_redis_fails_reads_over_but_still_stores_events(
         stall.start()
         time.sleep(0.01)  # the sleep has reached the server
         read = api.get(f"/recommendations/{user}", params={"k": 5})
+        started = time.perf_counter()
         write = api.post("/events", json={"user_id": user, "item_id": 1})
+        write_s = time.perf_counter() - started
         stall.join()
         stored = admin.llen(key)
     assert read.status_code == 200 and read.json()["fallback"] == "redis-unavailable"
     assert write.status_code == 202, write.text
+    assert write_s > 0.02, "the write did not wait through the stall: it proves nothing"
     assert stored == before + 1
 
 

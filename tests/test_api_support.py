@@ -1,7 +1,6 @@
 """Helpers shared by the API tests (this module holds no tests): a small build through a real
 Redis, an app around it, a live uvicorn server, a free TCP port."""
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -61,14 +60,8 @@ class Built:
         return self.settings.model_copy(update={"serve": cfg})
 
 
-# One training thread: on a busy 2-core machine LightGBM's OpenMP barriers made the tiny
-# training take 20-40 s instead of 0.05 s now and then.
-SMALL_RANKER = {"num_trees": 30, "min_data_in_leaf": 5, "min_label_users": 50, "num_threads": 1}
-
-
 def build_small(redis_url: str, artifacts: Path, **overrides: object) -> Built:
     overrides.setdefault("serve", {"build_poll_s": FAST_POLL_S})
-    overrides.setdefault("ranker", SMALL_RANKER)
     settings = small_settings(redis_url, **overrides)
     dataset = small_dataset()
     with redis.Redis.from_url(redis_url) as client:
@@ -83,13 +76,6 @@ def api_client(
     app = create_app(settings or built.settings, built.artifacts)
     with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
         yield client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_api_support import Built, build_small, free_port
+from tests.conftest import free_port
+from tests.test_api_support import Built, build_small
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -64,7 +64,9 @@ def test_missing_values_have_their_own_bin() -> None:
     assert shares[-1] == pytest.approx(0.5)
     assert psi(reference, current) > 0.2
     # an all-missing reference has no edges: one value bin and one missing bin
-    assert bin_edges(np.full(5, np.nan)).size == 0
+    no_edges = bin_edges(np.full(5, np.nan))
+    assert no_edges.size == 0
+    assert bin_shares(np.array([1.0, np.nan, np.nan, 2.0]), no_edges) == pytest.approx([0.5, 0.5])
 
 
 def test_flags() -> None:

@@ -228,6 +228,18 @@ def test_walk_forward_through_the_cli(data_dir: Path, redis_url: str, tmp_path: 
     assert "Walk-forward folds" in (tmp_path / "report.md").read_text()
 
 
+def test_one_walk_forward_fold_is_still_a_walk_forward_report(
+    data_dir: Path, redis_url: str, tmp_path: Path
+) -> None:
+    argv = ("--protocol", "walk-forward", "--folds", "1", "--fold-days", "20")
+    args = _args(str(data_dir), "--out", str(tmp_path), *argv, "--bootstrap", "100", "--no-drift")
+    run_from_args(args, small_settings(redis_url))
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["protocol"] == "walk-forward"
+    assert report["walk_forward"] == {"folds": 1, "fold_days": 20}
+    assert len(report["folds"]) == 1 and report["folds"][0]["users"] == report["users"]
+
+
 def test_compare_two_configs_on_the_same_users(
     data_dir: Path, redis_url: str, tmp_path: Path
 ) -> None:
@@ -319,11 +331,14 @@ def test_bad_compare_files_name_the_file(
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_numbers_are_errors(tmp_path: Path) -> None:
-    for argv in (("--folds", "0"), ("--bootstrap", "0"), ("--compare", "a", "b", "c")):
-        args = _args(str(tmp_path), "--out", str(tmp_path / "out"), *argv)
-        with pytest.raises(RecsysError, match=r"--folds|--bootstrap|--compare"):
-            run_from_args(args, small_settings("redis://127.0.0.1:1"))
+@pytest.mark.parametrize(
+    "argv",
+    [("--folds", "0"), ("--fold-days", "0"), ("--bootstrap", "0"), ("--compare", "a", "b", "c")],
+)
+def test_bad_numbers_are_errors(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    args = _args(str(tmp_path), "--out", str(tmp_path / "out"), *argv)
+    with pytest.raises(RecsysError, match=re.escape(argv[0])):
+        run_from_args(args, small_settings("redis://127.0.0.1:1"))
 
 
 def test_definitions_cover_every_reported_metric() -> None:

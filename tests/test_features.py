@@ -106,7 +106,7 @@ def test_training_set_reads_nothing_after_its_cut(dataset: Dataset, redis_url: s
 
     # Change everything after the cut that is not a label: new users watching popular items
     # (popularity, factors and device mixes would all move if any of it were read), and the
-    # device and completion of the label events themselves.
+    # device of the label events themselves (not their completion: it is the label's grade).
     inter = dataset.interactions
     after = inter.filter(pl.col(Columns.timestamp) >= cut)
     noise = after.with_columns(

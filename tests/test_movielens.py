@@ -11,8 +11,7 @@ from recsys.data.dataset import write_dataset
 from recsys.data.load import load_dataset
 from recsys.data.movielens import ML100K_GENRES, convert_movielens
 from recsys.errors import DataError
-
-ML_LATEST_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+from tests.conftest import ML_SMALL
 
 
 def jan1(year: int) -> int:
@@ -46,9 +45,9 @@ def check_contract(dataset_items: pl.DataFrame, interactions: pl.DataFrame) -> N
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not ML_LATEST_SMALL.exists(), reason="needs shared/data/ml-latest-small")
+@pytest.mark.skipif(not ML_SMALL.exists(), reason="needs shared/data/ml-latest-small")
 def test_ml_latest_small(tmp_path: Path) -> None:
-    data = convert_movielens(ML_LATEST_SMALL)
+    data = convert_movielens(ML_SMALL)
     check_contract(data.items, data.interactions)
     assert data.n_users == 610
     assert data.n_items == 9742

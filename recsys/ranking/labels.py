@@ -17,7 +17,7 @@ import polars as pl
 
 from recsys.columns import Columns
 from recsys.config import RankerConfig
-from recsys.data.split import leave_last_out
+from recsys.data.split import leave_last_out, scoreable
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,12 @@ def temporal_labels(
     )
     history = interactions.filter(pl.col(Columns.timestamp) < cut)
     labels = interactions.filter(pl.col(Columns.timestamp) >= cut)
-    return LabelSplit(history, _unseen(labels, history), "temporal", cut)
+    return LabelSplit(history, scoreable(labels, history), "temporal", cut)
 
 
 def last_event_labels(interactions: pl.DataFrame) -> LabelSplit:
     split = leave_last_out(interactions)
-    return LabelSplit(split.train, _unseen(split.test, split.train), "last-event", None)
+    return LabelSplit(split.train, scoreable(split.test, split.train), "last-event", None)
 
 
 def split_for_labels(interactions: pl.DataFrame, cfg: RankerConfig) -> LabelSplit:
@@ -55,12 +55,3 @@ def split_for_labels(interactions: pl.DataFrame, cfg: RankerConfig) -> LabelSpli
         return temporal
     n_users = temporal.labels[Columns.user].n_unique()
     return temporal if n_users >= cfg.min_label_users else last_event_labels(interactions)
-
-
-def _unseen(labels: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
-    """Keep label events of users with history, on items they had not watched before."""
-    users = history.select(Columns.user).unique()
-    seen = history.select(Columns.user, Columns.item).unique()
-    return labels.join(users, on=Columns.user, how="semi").join(
-        seen, on=[Columns.user, Columns.item], how="anti"
-    )

@@ -158,11 +158,38 @@ def training_data(
     Users are indexed from the history alone: a stage 1 that knew who arrives after the cut
     would already be reading the future (even ALS's random initialisation would change)."""
     with timer.stage("stage 1 on history"):
-        users = IdIndex.from_values(split.history[Columns.user])
-        hist = index_events(split.history, users, item_ids, devices)
-        stage1 = fit_stage1(hist, split.history, len(users), catalogue, devices, settings)
+        users, stage1 = history_stage1(split, catalogue, item_ids, devices, settings)
     with timer.stage("training set"):
-        labels = index_events(split.labels, users, item_ids, devices)
-        requests = label_requests(labels, settings.ranker.max_train_groups, settings.ranker.seed)
+        cfg = settings.ranker
+        requests = labelled_requests(
+            split, users, item_ids, devices, cfg.max_train_groups, cfg.seed
+        )
         training = build_training_set(requests, stage1, settings)
     return requests, training, stage1
+
+
+def history_stage1(
+    split: LabelSplit,
+    catalogue: pl.DataFrame,
+    item_ids: IdIndex,
+    devices: list[str],
+    settings: Settings,
+) -> tuple[IdIndex, Stage1]:
+    """Users indexed from the history alone, and stage 1 fitted on it."""
+    users = IdIndex.from_values(split.history[Columns.user])
+    hist = index_events(split.history, users, item_ids, devices)
+    return users, fit_stage1(hist, split.history, len(users), catalogue, devices, settings)
+
+
+def labelled_requests(
+    split: LabelSplit,
+    users: IdIndex,
+    item_ids: IdIndex,
+    devices: list[str],
+    max_requests: int,
+    seed: int,
+) -> LabelRequests:
+    """The labelled requests: a seeded sample of at most ``max_requests`` users (the same seed
+    draws the same permutation, so a smaller sample is the start of a larger one)."""
+    labels = index_events(split.labels, users, item_ids, devices)
+    return label_requests(labels, max_requests, seed)

@@ -37,3 +37,8 @@ class Keys:
     def events(self, user_id: str) -> str:
         """Real-time events of a user (build-independent, capped list, newest first)."""
         return f"{self.prefix}:ev:{_tagged(user_id)}"
+
+    @property
+    def events_pattern(self) -> str:
+        """SCAN pattern of every user's event list."""
+        return f"{self.prefix}:ev:*"

@@ -333,9 +333,12 @@ class LocalRedis:
             try:
                 with self._client(timeout_s=1.0) as client:
                     info = client.info("server")
-                # On TCP another server may own the port while ours is failing to bind.
-                if int(info.get("process_id", -1)) == proc.pid:
-                    return
+                    # On TCP another server may own the port while ours is failing to bind.
+                    if int(info.get("process_id", -1)) == proc.pid:
+                        # INFO is answered while dump.rdb is loading; PING raises
+                        # BusyLoadingError until the data is in memory
+                        client.ping()
+                        return
             except redis.BusyLoadingError:
                 deadline = time.monotonic() + timeout_s  # loading dump.rdb: progress, not a hang
             except (redis.ConnectionError, redis.TimeoutError, OSError):

@@ -75,17 +75,24 @@ class BuildWriter:
 
 
 def delete_build(client: redis.Redis, keys: Keys, build_version: str) -> int:
-    """Delete every key of a build with SCAN + UNLINK (non-blocking on the server)."""
+    """Delete every key of a build; returns how many."""
+    deleted = unlink_matching(client, keys.build_pattern(build_version))
+    client.zrem(keys.builds, build_version)
+    return deleted
+
+
+def unlink_matching(client: redis.Redis, pattern: str, batch_size: int = 5000) -> int:
+    """Delete every key matching ``pattern`` with SCAN + UNLINK: non-blocking on the server,
+    unlike KEYS + DEL. Returns how many were deleted."""
     deleted = 0
     batch: list[str | bytes] = []
-    for key in client.scan_iter(match=keys.build_pattern(build_version), count=5000):
+    for key in client.scan_iter(match=pattern, count=batch_size):
         batch.append(key)
-        if len(batch) == 5000:
-            deleted += client.unlink(*batch)
+        if len(batch) == batch_size:
+            deleted += int(client.unlink(*batch))
             batch.clear()
     if batch:
-        deleted += client.unlink(*batch)
-    client.zrem(keys.builds, build_version)
+        deleted += int(client.unlink(*batch))
     return deleted
 
 
