@@ -1,9 +1,10 @@
 """The app factory: tests and ``recsys serve`` each build their own app from a ``Settings``.
 
-``create_app`` is the whole composition: one Redis client (one connection pool) per process,
-the build holder and its watcher, the recommendation service, the routes, and the edge
-middleware (metrics, body size limit, optional CORS). ``app_from_env`` is the factory uvicorn
-calls in each worker process when ``recsys serve`` runs several.
+``create_app`` is the whole composition: two Redis clients per process (reads, and event
+writes with a longer timeout), the build holder and its watcher, the recommendation service,
+the routes, and the edge middleware (metrics, body size limit, optional CORS).
+``app_from_env`` is the factory uvicorn calls in each worker process when ``recsys serve``
+runs several.
 """
 
 import asyncio

@@ -11,6 +11,7 @@ any one worker) sums all of them. ``recsys serve`` sets it up for ``workers > 1`
 """
 
 import os
+from typing import Literal, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,7 +45,8 @@ LATENCY_BUCKETS_S = (
 )
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 STAGES = ("redis", "rank", "features", "model", "serialise")
-FALLBACK_REASONS = ("cold-start", "redis-unavailable", "ranker-timeout")
+FallbackReason = Literal["cold-start", "redis-unavailable", "ranker-timeout"]
+FALLBACK_REASONS: tuple[FallbackReason, ...] = get_args(FallbackReason)
 UNMATCHED_ROUTE = "unmatched"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -115,7 +117,7 @@ class ApiMetrics:
     def observe_stage(self, stage: str, seconds: float) -> None:
         self._stages[stage].observe(seconds)
 
-    def count_fallback(self, reason: str) -> None:
+    def count_fallback(self, reason: FallbackReason) -> None:
         self._fallbacks[reason].inc()
 
     def model_swapped(self, old_version: str | None, new_version: str) -> None:

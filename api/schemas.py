@@ -20,6 +20,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from api.metrics import FallbackReason
 from api.service import Answer
 
 MAX_ID_LEN = 256
@@ -27,7 +28,6 @@ MAX_DEVICE_LEN = 32
 MAX_K = 500
 # Unix seconds as the codec stores them (uint32: until 2106).
 MAX_TS = 2**32 - 1
-FallbackReason = Literal["cold-start", "redis-unavailable", "ranker-timeout"]
 
 
 def _utf8(text: str) -> str:

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from api.deadline import RankTimeEstimate
-from api.metrics import ApiMetrics
+from api.metrics import ApiMetrics, FallbackReason
 from recsys.config import ServeConfig
 from recsys.features import RequestContext
 from recsys.serving import (
@@ -50,7 +50,7 @@ REDIS_ERRORS = (RedisError, TimeoutError, OSError)
 class Answer:
     model: ServingModel  # the build that answered (its item ids turn indices into ids)
     ranked: Ranked
-    fallback: str | None
+    fallback: FallbackReason | None
 
 
 class RecommendationService:
@@ -116,7 +116,8 @@ class RecommendationService:
     async def redis_problem(self) -> str | None:
         """None when Redis answers a PING in time, else what went wrong."""
         try:
-            await asyncio.wait_for(self.client.ping(), timeout=self.redis_timeout_s)
+            async with asyncio.timeout(self.redis_timeout_s):
+                await self.client.ping()
         except TimeoutError:
             return f"redis: no answer within {self.cfg.redis_timeout_ms:g} ms"
         except (RedisError, OSError) as e:
@@ -130,7 +131,9 @@ class RecommendationService:
         started = time.perf_counter()
         try:
             # asyncio.timeout, not wait_for: wait_for (3.11) wraps the read in a new task that
-            # waits its turn at the back of the loop's ready queue, a delay that grows with load
+            # waits its turn at the back of the loop's ready queue, a delay that grows with load.
+            # (redis-py still wraps each send in wait_for because the pool has a socket timeout;
+            # dropping that timeout measured worse, see bench/LOADTEST.md.)
             async with asyncio.timeout(self.redis_timeout_s):
                 return await read_user_async(
                     self.client, self.keys, build_version, user_id, self.cfg.max_events_per_user
@@ -154,33 +157,31 @@ class RecommendationService:
         job = self.executor.submit(_timed_rank, model, state, ctx, k)
         job.add_done_callback(self._rank_done)
         try:
-            ranked, _, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
+            ranked, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
             return ranked
         except TimeoutError:
             return None
         finally:
             self.metrics.observe_stage("rank", time.perf_counter() - started)
 
-    def _rank_done(self, job: "Future[tuple[Ranked, RankTimes, float]]") -> None:
+    def _rank_done(self, job: "Future[tuple[Ranked, RankTimes]]") -> None:
         """Runs when a job ends, even one nobody waits for: its time still counts."""
         measured = not job.cancelled() and job.exception() is None
         if not measured:
             self.rank_time.finished(None)
             return
-        _, times, exec_s = job.result()
-        self.rank_time.finished(exec_s)
+        _, times = job.result()
+        self.rank_time.finished(times.total_s)
         self.metrics.observe_stage("features", times.features_s)
         self.metrics.observe_stage("model", times.model_s)
 
-    def _fallback(self, model: ServingModel, ranked: Ranked, reason: str) -> Answer:
+    def _fallback(self, model: ServingModel, ranked: Ranked, reason: FallbackReason) -> Answer:
         self.metrics.count_fallback(reason)
         return Answer(model, ranked, reason)
 
 
 def _timed_rank(
     model: ServingModel, state: UserState, ctx: RequestContext, k: int
-) -> tuple[Ranked, RankTimes, float]:
-    started = time.perf_counter()
+) -> tuple[Ranked, RankTimes]:
     times = RankTimes()
-    ranked = rank(model, [state], [ctx], k, times)[0]
-    return ranked, times, time.perf_counter() - started
+    return rank(model, [state], [ctx], k, times)[0], times

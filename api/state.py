@@ -23,6 +23,7 @@ from recsys.errors import RecsysError
 from recsys.features import FEATURE_NAMES
 from recsys.serving import ServingModel
 from recsys.store.keys import Keys
+from recsys.store.user_store import current_build_async
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,10 @@ class ModelHolder:
         Redis errors propagate (the caller decides how to report them); a build that cannot be
         loaded is recorded in ``last_error`` and the current one keeps serving.
         """
-        raw = await client.get(keys.current)
-        if raw is None:
+        version = await current_build_async(client, keys)
+        if version is None:
             self._problem("no build has been published to Redis yet")
             return
-        version = raw.decode() if isinstance(raw, bytes) else str(raw)
         if self.model is not None and self.model.version == version:
             self.last_error = None
             return

@@ -175,7 +175,10 @@ class ServeConfig(_Section):
         ),
     )
     redis_pool_size: int = Field(
-        64, ge=1, description="Redis connections per worker; more concurrent requests wait."
+        64,
+        ge=1,
+        description="Redis connections per worker and pool (reads, event writes); more "
+        "concurrent requests wait.",
     )
     rank_threads: int = Field(
         2,

@@ -57,10 +57,12 @@ def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingM
     newer = ts > (state.hist_ts[-1] if len(state.hist_ts) else -1)
     keep = ~np.isin(state.cand_item, idx)
     hist_len = model.history_len
+    # events older than the stored history only leave the candidates; the rest join the history
+    joining = [e for e, is_new in zip(events, newer, strict=True) if is_new]
     completion = np.array(
-        [np.nan if e.completion is None else e.completion for e in events], dtype=np.float32
+        [np.nan if e.completion is None else e.completion for e in joining], dtype=np.float32
     )
-    device = np.array([items.device_code(e.device) for e in events], dtype=np.uint8)
+    device = np.array([items.device_code(e.device) for e in joining], dtype=np.uint8)
     return replace(
         state,
         cand_item=state.cand_item[keep],
@@ -68,8 +70,8 @@ def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingM
         cand_sources=state.cand_sources[keep],
         hist_item=np.concatenate([state.hist_item, idx[newer]])[-hist_len:],
         hist_ts=np.concatenate([state.hist_ts, ts[newer]])[-hist_len:],
-        hist_device=np.concatenate([state.hist_device, device[newer]])[-hist_len:],
-        hist_completion=np.concatenate([state.hist_completion, completion[newer]])[-hist_len:],
+        hist_device=np.concatenate([state.hist_device, device])[-hist_len:],
+        hist_completion=np.concatenate([state.hist_completion, completion])[-hist_len:],
         n_events=state.n_events + int(newer.sum()),
     )
 
@@ -88,6 +90,7 @@ class RankTimes:
 
     features_s: float = 0.0
     model_s: float = 0.0
+    total_s: float = 0.0  # features, model and top-k selection
 
 
 def rank(
@@ -116,6 +119,8 @@ def rank(
         best = top_k(part, k)
         out.append(Ranked(s.cand_item[best], part[best]))
         start += n
+    if times is not None:
+        times.total_s = time.perf_counter() - started
     return out
 
 

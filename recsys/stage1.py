@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from recsys.candidates.ann import build_index
 from recsys.candidates.generate import CandidateBatch, SourceSpec, generate_candidates
-from recsys.candidates.neighbours import content_neighbours, factor_neighbours
+from recsys.candidates.neighbours import content_neighbours, nearest_items
 from recsys.candidates.sources import AlsSource, ItemToItemSource, RankedListSource, Source
 from recsys.columns import Columns
 from recsys.config import Settings
@@ -57,7 +57,7 @@ def build_sources(items: ItemTable, titles: pl.Series, settings: Settings) -> li
     q, m = settings.candidates.quotas, settings.candidates.neighbours
     specs = [SourceSpec(AlsSource(build_index(items.factors, settings.ann)), q.als)]
     if q.item_factors:
-        nbrs = factor_neighbours(items.factors_normed, m)
+        nbrs = nearest_items(items.factors_normed, m)
         specs.append(SourceSpec(ItemToItemSource(nbrs, Source.ITEM_FACTORS), q.item_factors))
     if q.item_content:
         nbrs = content_neighbours(items.genre_mask, titles, items.pop_all, m)

@@ -6,12 +6,18 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from recsys.config import Settings
 from recsys.store.server import LocalRedis
+
+if TYPE_CHECKING:  # the API stack is imported by the fixtures that need it, not by every test
+    from fastapi.testclient import TestClient
+
+    from tests.test_api_support import Built
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -62,3 +68,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def built(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> "Built":
+    """A small build published to the session's Redis, one per test module that asks."""
+    from tests.test_api_support import build_small
+
+    return build_small(redis_url, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def api(built: "Built") -> "Iterator[TestClient]":
+    """An app on ``built`` with default serve settings, through FastAPI's test client."""
+    from tests.test_api_support import api_client
+
+    with api_client(built) as client:
+        yield client

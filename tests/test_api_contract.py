@@ -19,7 +19,7 @@ from schemathesis.checks import (
 
 from api.app import create_app
 from api.schemas import RecommendationResponse
-from tests.test_api_support import Built, api_client, build_small, live_server
+from tests.test_api_support import Built, api_client, live_server
 
 # Our own models; FastAPI's HTTPValidationError / ValidationError are documented by FastAPI.
 OWN_SCHEMAS = {
@@ -30,11 +30,6 @@ OWN_SCHEMAS = {
     "Health",
     "ErrorBody",
 }
-
-
-@pytest.fixture(scope="module")
-def built(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_small(redis_url, tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,13 @@
 reason, time per stage and the build being served; never a raw path or a user id as a label."""
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_api_support import Built, api_client, build_small
+from tests.test_api_support import Built
 
 ROUTE = "/recommendations/{user_id}"
-
-
-@pytest.fixture(scope="module")
-def built(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_small(redis_url, tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture(scope="module")
-def api(built: Built) -> Iterator[TestClient]:
-    with api_client(built) as client:
-        yield client
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -5,26 +5,15 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.test_api_support import Built, api_client, build_small
+from tests.test_api_support import Built, api_client
 
 KEY = "s3cret-ключ"  # non-ASCII on purpose: headers travel as bytes
 EVENT = {"user_id": "sec", "item_id": 1}
 
 
 @pytest.fixture(scope="module")
-def built(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_small(redis_url, tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture(scope="module")
 def keyed(built: Built) -> Iterator[TestClient]:
     with api_client(built, built.with_serve(api_key=KEY)) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def open_api(built: Built) -> Iterator[TestClient]:
-    with api_client(built) as client:
         yield client
 
 
@@ -62,25 +51,25 @@ def test_probes_and_metrics_need_no_key(keyed: TestClient) -> None:
 
 
 def test_the_openapi_schema_says_whether_a_key_is_needed(
-    keyed: TestClient, open_api: TestClient
+    keyed: TestClient, api: TestClient
 ) -> None:
     keyed_schema = keyed.get("/openapi.json").json()
     assert keyed_schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert keyed_schema["paths"]["/events"]["post"]["security"] == [{"APIKeyHeader": []}]
     assert "security" not in keyed_schema["paths"]["/healthz"]["get"]
-    open_schema = open_api.get("/openapi.json").json()
+    open_schema = api.get("/openapi.json").json()
     assert "securitySchemes" not in open_schema.get("components", {})
     assert "security" not in open_schema["paths"]["/events"]["post"]
 
 
-def test_without_a_key_configured_no_header_is_needed(open_api: TestClient) -> None:
-    assert open_api.post("/events", json=EVENT).status_code == 202
+def test_without_a_key_configured_no_header_is_needed(api: TestClient) -> None:
+    assert api.post("/events", json=EVENT).status_code == 202
 
 
-def test_cors_is_off_by_default(open_api: TestClient) -> None:
-    r = open_api.get("/healthz", headers={"Origin": "https://evil.example"})
+def test_cors_is_off_by_default(api: TestClient) -> None:
+    r = api.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in r.headers
-    preflight = open_api.options(
+    preflight = api.options(
         "/events",
         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
     )

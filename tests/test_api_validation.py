@@ -9,18 +9,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.test_api_support import Built, api_client, build_small
-
-
-@pytest.fixture(scope="module")
-def built(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_small(redis_url, tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture(scope="module")
-def api(built: Built) -> Iterator[TestClient]:
-    with api_client(built) as client:
-        yield client
+from tests.test_api_support import Built, api_client
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
-from tests.test_api_support import Built, build_small
+from tests.test_api_support import Built
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def built(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_small(redis_url, tmp_path_factory.mktemp("artifacts"))
 
 
 def _get(url: str) -> tuple[int, bytes]:

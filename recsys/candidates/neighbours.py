@@ -53,10 +53,6 @@ def nearest_items(vectors: np.ndarray, m: int) -> ItemNeighbours:
     return ItemNeighbours(ids=ids.astype(np.int32), sims=sims)
 
 
-def factor_neighbours(factors_normed: np.ndarray, m: int) -> ItemNeighbours:
-    return nearest_items(factors_normed, m)
-
-
 def content_vectors(
     genre_mask: np.ndarray, titles: pl.Series, popularity: np.ndarray
 ) -> np.ndarray:

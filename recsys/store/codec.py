@@ -1,7 +1,8 @@
 """Compact binary value of one user in one build: candidates plus the seeded recent history.
 
 One Redis GET per request fetches everything stage 2 needs from the offline job. Layout
-(little-endian; numpy dtypes so decoding is a handful of ``np.frombuffer`` views, no copies):
+(little-endian; numpy dtypes so decoding is a handful of ``np.frombuffer`` calls, and copies only
+where a field is widened, e.g. float16 scores to float32):
 
     header   <B H H I>   format version, n_candidates, n_history, n_events (user activity)
     int32    [n]  candidate item index (into the build's item table)

@@ -111,6 +111,11 @@ def read_user(
     return UserRecord(state=state, events=_events(events))
 
 
+async def current_build_async(client: aioredis.Redis, keys: Keys) -> str | None:
+    raw = await client.get(keys.current)
+    return _text(raw) if raw is not None else None
+
+
 async def read_user_async(
     client: aioredis.Redis, keys: Keys, build_version: str, user_id: str, n_events: int
 ) -> UserRecord:
