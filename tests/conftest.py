@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import polars as pl
 import pytest
 import redis
 
+from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.store.server import LocalRedis
 
@@ -22,6 +24,27 @@ if TYPE_CHECKING:  # the API stack is imported by the fixtures that need it, not
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 ML_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
+# The normalised dataset contract, written out here rather than imported from recsys, so the
+# tests check the code against the contract and not against itself.
+INTERACTIONS_SCHEMA = pl.Schema(
+    {
+        Columns.user: pl.Int64,
+        Columns.item: pl.Int64,
+        Columns.timestamp: pl.Int64,
+        Columns.weight: pl.Float32,
+        Columns.device: pl.String,
+        Columns.completion: pl.Float32,
+    }
+)
+ITEMS_SCHEMA = pl.Schema(
+    {
+        Columns.item: pl.Int64,
+        Columns.title: pl.String,
+        Columns.genres: pl.String,
+        Columns.release_ts: pl.Int64,
+        Columns.duration_min: pl.Float32,
+    }
+)
 
 
 @pytest.fixture(scope="session")

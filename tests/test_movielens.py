@@ -11,7 +11,7 @@ from recsys.data.dataset import write_dataset
 from recsys.data.load import load_dataset
 from recsys.data.movielens import ML100K_GENRES, convert_movielens
 from recsys.errors import DataError
-from tests.conftest import ML_SMALL
+from tests.conftest import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, ML_SMALL
 
 
 def jan1(year: int) -> int:
@@ -19,25 +19,8 @@ def jan1(year: int) -> int:
 
 
 def check_contract(dataset_items: pl.DataFrame, interactions: pl.DataFrame) -> None:
-    assert interactions.schema == pl.Schema(
-        {
-            Columns.user: pl.Int64,
-            Columns.item: pl.Int64,
-            Columns.timestamp: pl.Int64,
-            Columns.weight: pl.Float32,
-            Columns.device: pl.String,
-            Columns.completion: pl.Float32,
-        }
-    )
-    assert dataset_items.schema == pl.Schema(
-        {
-            Columns.item: pl.Int64,
-            Columns.title: pl.String,
-            Columns.genres: pl.String,
-            Columns.release_ts: pl.Int64,
-            Columns.duration_min: pl.Float32,
-        }
-    )
+    assert interactions.schema == INTERACTIONS_SCHEMA
+    assert dataset_items.schema == ITEMS_SCHEMA
     assert interactions[Columns.timestamp].is_sorted()
     assert (interactions[Columns.device] == UNKNOWN_DEVICE).all()
     assert interactions[Columns.completion].null_count() == interactions.height

@@ -16,6 +16,7 @@ from recsys.columns import Columns
 from recsys.data import synth
 from recsys.data.dataset import Dataset, write_dataset
 from recsys.data.synth import DEVICES, GENRES, generate_synthetic
+from tests.conftest import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 
 N_USERS, N_ITEMS, EVENTS, SEED = 2000, 800, 20.0, 7
 START, DAYS = 1_700_000_000, 90
@@ -53,25 +54,8 @@ def consecutive(joined: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_schema_is_exactly_the_normalised_one(ds: Dataset) -> None:
-    assert ds.interactions.schema == pl.Schema(
-        {
-            Columns.user: pl.Int64,
-            Columns.item: pl.Int64,
-            Columns.timestamp: pl.Int64,
-            Columns.weight: pl.Float32,
-            Columns.device: pl.String,
-            Columns.completion: pl.Float32,
-        }
-    )
-    assert ds.items.schema == pl.Schema(
-        {
-            Columns.item: pl.Int64,
-            Columns.title: pl.String,
-            Columns.genres: pl.String,
-            Columns.release_ts: pl.Int64,
-            Columns.duration_min: pl.Float32,
-        }
-    )
+    assert ds.interactions.schema == INTERACTIONS_SCHEMA
+    assert ds.items.schema == ITEMS_SCHEMA
     assert ds.interactions.null_count().sum_horizontal().item() == 0
     assert ds.items.null_count().sum_horizontal().item() == 0
 
