@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/recsys demo --out demo-output
 
+# Test files run in 2 processes (pytest-xdist): most tests wait on servers, not on the CPU,
+# and a file's module fixtures (a build) stay in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not slow'
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m 'not slow'
 
 check: $(STAMP)
 	$(BIN)/ruff check .
