@@ -15,9 +15,9 @@ its wait with the remaining budget and answers in stage-1 order when the ranker 
 import threading
 import time
 
-# Until the first runs are measured: deliberately high. FACTS.md gives ~7 ms for a large
-# LightGBM model on 500 rows, 1 thread; our 78-tree ranker over 27 features takes ~1.4 ms with
-# its features (bench/LOADTEST.md).
+# Until the first runs are measured: deliberately high. A large LightGBM model (300 trees x 63
+# leaves) takes ~7 ms on 500 rows with one thread (docs/BENCHMARKS.md, ranking cost); our 78-tree
+# ranker over 27 features takes ~1.4 ms with its features (bench/LOADTEST.md).
 PRIOR_EXEC_S = 0.010
 EWMA_ALPHA = 0.2
 SAFETY = 1.5
@@ -28,8 +28,9 @@ MAX_SAMPLE_S = 1.0
 class RankTimeEstimate:
     """Expected wall time of a ranking job submitted now, kept up to date by the jobs themselves.
 
-    ``started``/``finished`` are called from the rank threads; the arithmetic is on floats and
-    ints under a lock so the counters stay exact.
+    ``submitted`` is called on the event loop and ``finished`` from the rank threads (a job's
+    done callback); the arithmetic is on floats and ints under a lock so the counters stay
+    exact.
     """
 
     def __init__(self, threads: int, prior_exec_s: float = PRIOR_EXEC_S) -> None:

@@ -22,17 +22,17 @@ from recsys.store.server import redis_url_or_local
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
 
-# One OpenMP / BLAS thread per process: LightGBM predicts with num_threads=1 on threads of our
-# own and the API scales with processes; per-call OpenMP teams would oversubscribe the cores
-# (FACTS.md). Set before LightGBM and numpy load their runtimes, i.e. before importing api.app.
-_SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+# One OpenMP thread per process: LightGBM predicts with num_threads=1 on threads of our own and
+# the API scales with processes; per-call OpenMP teams would oversubscribe the cores (LightGBM
+# #6464). Set before LightGBM loads its runtime, i.e. before importing api.app. (BLAS is held to
+# one thread for every command in ``recsys/__init__.py``.)
+_OMP_THREADS = "1"
 
 
 def serve(artifacts: Path, settings: Settings) -> None:
     if not artifacts.is_dir():
         raise ArtifactError(f"{artifacts}: no such artifacts directory; run `recsys build` first")
-    for name, value in _SINGLE_THREADED.items():
-        os.environ.setdefault(name, value)
+    os.environ.setdefault("OMP_NUM_THREADS", _OMP_THREADS)
     cfg = settings.serve
     with redis_url_or_local(settings.redis_url, artifacts / REDIS_DIR) as url:
         if cfg.workers == 1:

@@ -10,21 +10,21 @@ users per second for batched search with every core.
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import recsys  # noqa: F401  first: it holds BLAS to one thread before numpy loads
 
+# isort: split
 import faiss
 import numpy as np
 
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.load import load_dataset
+from recsys.devices import device_vocabulary
 from recsys.events_index import index_events
 from recsys.ids import IdIndex
-from recsys.items import device_vocabulary
 from recsys.mf import fit_als, interaction_matrix
 
 K = 500

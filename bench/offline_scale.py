@@ -11,21 +11,18 @@ build manifest, Redis bytes per user and memory, and candidates written per seco
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset, write_dataset
 from recsys.data.load import load_dataset
 from recsys.data.synth import generate_synthetic
+from recsys.devices import device_vocabulary
 from recsys.events_index import index_events
 from recsys.ids import IdIndex
-from recsys.items import device_vocabulary
 from recsys.mf import fit_als, interaction_matrix
 from recsys.pipeline import run_build
 from recsys.store.connect import open_redis

@@ -10,13 +10,10 @@ early stopping), scored by recsys.evaluation; latency is the median over 300 req
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from recsys.config import Settings
 from recsys.data.load import load_dataset

@@ -4,7 +4,6 @@ import contextlib
 import json
 import logging
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -20,16 +19,11 @@ from offline.data import synth
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.data.load import load_dataset
+from recsys.net import free_port
 from recsys.pipeline import run_build
 from recsys.store.connect import open_redis
 
 log = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def demo(out: Path, users: int, items: int, settings: Settings) -> None:
@@ -43,7 +37,7 @@ def demo(out: Path, users: int, items: int, settings: Settings) -> None:
     with open_redis(settings.redis_url, artifacts / REDIS_DIR) as (client, url):
         build = run_build(load_dataset(data), artifacts, client, settings)
         log.info("4/4 serve and ask")
-        port = _free_port()
+        port = free_port()
         app = create_app(settings.model_copy(update={"redis_url": url}), artifacts)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")

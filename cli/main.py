@@ -2,14 +2,9 @@
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
-
-# implicit parallelises ALS itself; a BLAS thread pool on top oversubscribes (implicit README).
-# Must be set before numpy loads OpenBLAS.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from eval.cli import add_eval_arguments  # argparse and pathlib only: --help stays instant
 from loadtest.cli import add_loadtest_arguments  # the same
@@ -85,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     # imports after parsing: `recsys --help` stays instant
     from pydantic import ValidationError
 
-    from recsys.config import Settings
+    from recsys.config import Settings, SettingsError
     from recsys.errors import RecsysError
 
     try:
@@ -104,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recsys: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        print(f"recsys: error: invalid setting {where}: {first['msg']}", file=sys.stderr)
+        print(f"recsys: error: {SettingsError.from_validation(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

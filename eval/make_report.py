@@ -13,13 +13,10 @@ Each takes under a minute on the 2-core development machine. Usage:
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads, as in cli/main.py
 
 REPO = Path(__file__).resolve().parents[1]
 MOVIELENS = REPO.parent / "shared" / "data" / "ml-latest-small"

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from pydantic import ValidationError
 
-from recsys.config import Settings
+from recsys.config import Settings, with_overrides
 from recsys.data.dataset import Dataset
 from recsys.data.load import load_dataset
 from recsys.data.split import Split
@@ -119,29 +118,6 @@ def read_overrides(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecsysError(f"{path}: settings overrides must be a JSON object of Settings fields")
     return value
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def with_overrides(settings: Settings, overrides: dict[str, Any], source: Path | None) -> Settings:
-    """``settings`` with ``overrides`` applied field by field; unknown or invalid fields are an
-    error naming the file, since a typo would otherwise compare a config with itself."""
-    if not overrides:
-        return settings
-    try:
-        return Settings(**_merge(settings.model_dump(), overrides))
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise RecsysError(f"{source}: invalid setting {where}: {first['msg']}") from e
 
 
 def _isolated(settings: Settings) -> Settings:

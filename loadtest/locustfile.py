@@ -7,7 +7,8 @@ Each simulated client draws every request from the plan (``loadtest.traffic``): 
 users weighted by activity, 10% unknown users, 10% ``POST /events``, with device and time
 context. Waits between requests are exponential (a Poisson arrival process per client), so
 clients never fall into step: ``constant_throughput`` starts them together and the requests
-arrive in bursts, which raised the median from ~6 ms to 140-200 ms at 150 req/s (FACTS.md). A
+arrive in bursts, which raised the median from ~6 ms to 140-200 ms at 150 req/s (measured with
+an early prototype on the 2-core development machine). A
 client sends ``1 / (wait + latency)`` requests per second, so ``u`` clients with a mean wait of
 ``w`` seconds offer about ``u / w`` req/s until the server slows down.
 

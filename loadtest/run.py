@@ -8,9 +8,10 @@ repeated runs measure the same build), a local Redis, and ``recsys serve`` as a 
 
 Locust runs headless in its own process (``loadtest/locustfile.py``). Its clients wait an
 exponential time between requests, so ``users = rate x mean wait`` clients offer about ``rate``
-req/s without the bursts of ``constant_throughput`` (FACTS.md); statistics are reset after the
-ramp. Each step writes locust's CSV and HTML report and a ``summary.json``; the mean server time
-per stage comes from the difference of the server's ``/metrics`` before and after the step.
+req/s without the bursts of ``constant_throughput`` (see ``locustfile.py``); statistics are
+reset after the ramp. Each step writes locust's CSV and HTML report and a ``summary.json``; the
+mean server time per stage comes from the difference of the server's ``/metrics`` before and
+after the step.
 
 Exit code: 0 when every step's p99 and failure count are within the thresholds, 1 otherwise,
 and 2 (one line on stderr) when the run could not be made: bad arguments, or a server or locust
@@ -25,7 +26,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +56,7 @@ from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.data.load import load_dataset
 from recsys.errors import RecsysError
+from recsys.net import free_port
 from recsys.pipeline import run_build
 from recsys.store.connect import open_redis
 from recsys.store.keys import Keys
@@ -231,7 +232,7 @@ def _serve(
     artifacts: Path, redis_url: str, workers: int, log_path: Path
 ) -> Iterator[tuple[str, int]]:
     """``recsys serve`` in a subprocess on a free port: (URL, pid) once every worker is up."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "cli.main", "serve", "--artifacts", str(artifacts)]
     cmd += ["--port", str(port), "--workers", str(workers), "--redis-url", redis_url]
     env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
@@ -244,12 +245,6 @@ def _serve(
         yield base_url, server.pid
     finally:
         _stop(server)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(

@@ -18,10 +18,6 @@ class Columns:
     genres: Final = "genres"
     release_ts: Final = "release_ts"
     duration_min: Final = "duration_min"
-    # derived
-    user_idx: Final = "user_idx"
-    item_idx: Final = "item_idx"
-
     interactions_required: Final = (user, item, timestamp)
     interactions_optional: Final = (weight, device, completion)
     items_required: Final = (item,)

@@ -6,10 +6,12 @@ double underscore, e.g. ``RECSYS_ALS__FACTORS=128`` or ``RECSYS_SERVE__DEADLINE_
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recsys.errors import RecsysError
 
 
 class _Section(BaseModel):
@@ -226,6 +228,42 @@ class Settings(BaseSettings):
     candidates: CandidateConfig = CandidateConfig()
     ranker: RankerConfig = RankerConfig()
     serve: ServeConfig = ServeConfig()
+
+
+class SettingsError(RecsysError):
+    """Settings that do not validate: one line naming the first bad field (and its source)."""
+
+    @classmethod
+    def from_validation(cls, error: ValidationError, source: object = None) -> "SettingsError":
+        first = error.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        prefix = f"{source}: " if source is not None else ""
+        return cls(f"{prefix}invalid setting {where}: {first['msg']}")
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_overrides(
+    settings: Settings, overrides: dict[str, Any], source: object = None
+) -> Settings:
+    """``settings`` with ``overrides`` (nested sections as dicts) applied field by field.
+
+    Unknown or invalid fields are a ``SettingsError`` naming ``source`` (a file, say): a typo
+    would otherwise compare a configuration with itself."""
+    if not overrides:
+        return settings
+    try:
+        return Settings(**_merged(settings.model_dump(), overrides))
+    except ValidationError as e:
+        raise SettingsError.from_validation(e, source) from e
 
 
 @lru_cache(maxsize=1)

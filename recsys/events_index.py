@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 
 from recsys.columns import Columns
+from recsys.devices import device_codes
 from recsys.ids import IdIndex
-from recsys.items import _device_codes
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,6 @@ def index_events(
         item=items.lookup(events[Columns.item]),
         ts=events[Columns.timestamp].to_numpy().astype(np.int64),
         weight=events[Columns.weight].to_numpy().astype(np.float32),
-        device=_device_codes(events[Columns.device], devices).astype(np.uint8),
+        device=device_codes(events[Columns.device], devices).astype(np.uint8),
         completion=events[Columns.completion].cast(pl.Float32).fill_null(np.nan).to_numpy(),
     )

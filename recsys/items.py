@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recsys.columns import UNKNOWN_DEVICE, Columns
+from recsys.columns import Columns
+from recsys.devices import device_codes
 
 RECENT_WINDOW_S = 7 * 86400
 MAX_GENRES = 64  # genres are a uint64 bitmask; rarer genres beyond 63 share the last bit
@@ -117,7 +118,7 @@ def build_item_table(
     ts = events[Columns.timestamp].to_numpy()
     counts = np.bincount(item_idx_of_events, minlength=n)
     recent = np.bincount(item_idx_of_events[ts >= as_of_ts - RECENT_WINDOW_S], minlength=n)
-    dev_code = _device_codes(events[Columns.device], devices)
+    dev_code = device_codes(events[Columns.device], devices)
     per_device = np.zeros((n, len(devices)), dtype=np.float64)
     np.add.at(per_device, (item_idx_of_events, dev_code), 1.0)
     # smoothed towards the catalogue-wide device mix, so rarely seen items get a neutral share
@@ -139,22 +140,6 @@ def build_item_table(
         devices=devices,
         genres=genres,
         as_of_ts=as_of_ts,
-    )
-
-
-def device_vocabulary(events: pl.DataFrame) -> list[str]:
-    """Code 0 is 'unknown'; the rest by frequency so the vocabulary is stable across builds."""
-    seen = events[Columns.device].value_counts(sort=True)[Columns.device].to_list()
-    return [UNKNOWN_DEVICE, *[d for d in seen if d != UNKNOWN_DEVICE][:254]]
-
-
-def _device_codes(device: pl.Series, devices: list[str]) -> np.ndarray:
-    mapping = pl.DataFrame({"d": devices, "code": np.arange(len(devices), dtype=np.int32)})
-    return (
-        pl.DataFrame({"d": device})
-        .join(mapping, on="d", how="left", maintain_order="left")["code"]
-        .fill_null(0)
-        .to_numpy()
     )
 
 

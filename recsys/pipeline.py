@@ -25,11 +25,11 @@ from recsys.artifacts import RANKER_FILE, write_manifest
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
+from recsys.devices import device_vocabulary
 from recsys.errors import BuildError
 from recsys.events_index import index_events
 from recsys.features import FEATURE_NAMES
 from recsys.ids import IdIndex
-from recsys.items import device_vocabulary
 from recsys.progress import StageTimer
 from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import Ranker, TrainResult, train_ranker

@@ -3,7 +3,6 @@ test session starts from the project's own ``LocalRedis``."""
 
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,8 +19,6 @@ if TYPE_CHECKING:  # the API stack is imported by the fixtures that need it, not
     from fastapi.testclient import TestClient
 
     from tests.test_api_support import Built
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 ML_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
 # The normalised dataset contract, written out here rather than imported from recsys, so the
@@ -84,13 +81,6 @@ def small_settings(redis_url: str, **overrides: object) -> Settings:
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (for servers that need a fixed address)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from recsys.items import ItemTable
+from recsys.net import free_port
 from recsys.store.codec import decode_user_state
 from recsys.store.server import LocalRedis
-from tests.conftest import free_port
 from tests.test_api_support import Built, api_client, build_small
 
 DEADLINE_S = 0.100

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
+from recsys.net import free_port
 from tests.test_api_support import Built
 
 ROOT = Path(__file__).resolve().parents[1]

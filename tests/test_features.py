@@ -12,9 +12,9 @@ from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.data.synth import generate_synthetic
+from recsys.devices import device_vocabulary
 from recsys.features import FEATURE_NAMES, RequestContext, build_features
 from recsys.ids import IdIndex
-from recsys.items import device_vocabulary
 from recsys.pipeline import run_build
 from recsys.progress import StageTimer
 from recsys.ranking.labels import temporal_labels

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from recsys.errors import StoreError
+from recsys.net import free_port
 from recsys.store import server as server_mod
 from recsys.store.server import LocalRedis, find_redis_server, redis_url_or_local
-from tests.conftest import free_port
 
 
 def _alive(pid: int) -> bool:
