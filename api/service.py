@@ -33,10 +33,11 @@ from recsys.serving import (
     rank,
     stage1,
 )
-from recsys.store.codec import UserState, decode_user_state
+from recsys.store.codec import decode_user_state
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
 from recsys.store.user_store import UserRecord, append_event_async, read_user_async
+from recsys.user_state import UserState
 
 # Kept free at the end of the deadline for building and sending the response (~0.2 ms for 500
 # items with orjson; the rest is slack for a busy event loop).

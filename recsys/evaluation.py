@@ -47,8 +47,9 @@ from recsys.ranking.labels import split_for_labels
 from recsys.ranking.training_set import history_stage1, labelled_requests, request_states
 from recsys.serving import ServingModel, rank, stage1
 from recsys.stats import bootstrap_ci, paired_comparison
-from recsys.store.codec import UserState, decode_user_state
+from recsys.store.codec import decode_user_state
 from recsys.store.keys import Keys
+from recsys.user_state import UserState
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from recsys.candidates.sources import Source
 from recsys.items import ItemTable
-from recsys.store.codec import UserState
+from recsys.user_state import UserState
 
 RECENT_N = 10  # history events that describe the user's current taste
 SIM_N = 5  # last items compared with each candidate in factor space

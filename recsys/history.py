@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.store.codec import UserState
+from recsys.user_state import UserState
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from recsys.artifacts import RANKER_FILE, read_manifest
 from recsys.features import RequestContext, build_features
 from recsys.items import ItemTable
 from recsys.ranking.ranker import Ranker
-from recsys.store.codec import UserState
 from recsys.store.events import WatchEvent
+from recsys.user_state import UserState
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ class CandidateBatch:
     offsets: np.ndarray  # int64 [B+1]
     items: np.ndarray  # int32 [N]
     scores: np.ndarray  # float32 [N]
-    sources: np.ndarray  # uint8 [N]
+    sources: np.ndarray  # uint16 [N]
 
     def row(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s, e = self.offsets[j], self.offsets[j + 1]

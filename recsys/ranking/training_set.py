@@ -21,7 +21,8 @@ from recsys.progress import StageTimer
 from recsys.ranking.labels import LabelSplit
 from recsys.ranking.ranker import TrainingSet
 from recsys.stage1 import Stage1, fit_stage1
-from recsys.store.codec import UserState, decode_user_state, encode_user_state
+from recsys.store.codec import decode_user_state, encode_user_state
+from recsys.user_state import UserState
 
 
 @dataclass(frozen=True)
