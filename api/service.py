@@ -31,7 +31,7 @@ from recsys.serving import (
     apply_events,
     popular,
     rank,
-    stage1,
+    stage1_order,
 )
 from recsys.store.codec import decode_user_state
 from recsys.store.events import WatchEvent
@@ -101,7 +101,7 @@ class RecommendationService:
             ranked = await self._rank(model, state, ctx, k, remaining_s)
             if ranked is not None:
                 return Answer(model, ranked, None)
-        return self._fallback(model, stage1(state, k), "ranker-timeout")
+        return self._fallback(model, stage1_order(state, k), "ranker-timeout")
 
     async def record_event(self, user_id: str, event: WatchEvent) -> None:
         """Append to the user's capped event list; raises one of ``REDIS_ERRORS`` on failure.

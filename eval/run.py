@@ -164,7 +164,7 @@ def _build_and_evaluate(
     options: EvalOptions,
     drift: bool,
 ) -> Evaluation:
-    build = run_build(train, work / "artifacts", client, settings)
+    build = run_build(train, work / "artifacts", client, settings, keep_training_window=drift)
     try:
         model = ServingModel.load(build.path.parent, build.version)
         return evaluate(

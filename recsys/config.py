@@ -4,13 +4,16 @@ Every field can be overridden from the environment: ``RECSYS_REDIS_URL``, and ne
 double underscore, e.g. ``RECSYS_ALS__FACTORS=128`` or ``RECSYS_SERVE__DEADLINE_MS=80``.
 """
 
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.candidates.registry import SOURCES
+from recsys.candidates.source import SourceSpec
 from recsys.errors import RecsysError
 
 
@@ -62,20 +65,32 @@ class ANNConfig(_Section):
     batch_size: int = Field(4096, ge=1, description="Users per search batch.")
 
 
-class SourceQuotas(_Section):
+class _SourceQuotasBase(_Section):
     """Slots each candidate source may fill, taken in this order; ALS then fills what is left.
 
-    An item found by several sources takes one slot and remembers every source that found it."""
+    An item found by several sources takes one slot and remembers every source that found it.
+    One field per source of ``recsys.candidates.registry.SOURCES``, with its declared default:
+    ``RECSYS_CANDIDATES__QUOTAS__<SOURCE>``."""
 
-    als: int = Field(400, ge=0, description="ALS top items through the item index.")
-    item_factors: int = Field(
-        40, ge=0, description="Nearest items (factor cosine) to the user's recent watches."
+    def of(self, source: str) -> int:
+        """The quota of the source named ``source``."""
+        return int(getattr(self, source))
+
+
+def quotas_model(sources: Iterable[SourceSpec]) -> type[_SourceQuotasBase]:
+    """The quota settings of ``sources``: one field each, named after it, with its default."""
+    fields: dict[str, Any] = {
+        s.name: (int, Field(s.quota, ge=0, description=s.description)) for s in sources
+    }
+    return create_model(
+        "SourceQuotas", __base__=_SourceQuotasBase, __doc__=_SourceQuotasBase.__doc__, **fields
     )
-    item_content: int = Field(
-        20, ge=0, description="Nearest items by metadata (genres, title words) to recent watches."
-    )
-    popular: int = Field(25, ge=0, description="Most watched in the last 7 days.")
-    fresh: int = Field(15, ge=0, description="Recent releases, most watched first.")
+
+
+if TYPE_CHECKING:  # the fields come from the registry; type checkers see the base class
+    SourceQuotas = _SourceQuotasBase
+else:
+    SourceQuotas = quotas_model(SOURCES)
 
 
 class CandidateConfig(_Section):

@@ -27,14 +27,13 @@ import redis
 from recsys.baselines import als_top_k, item_knn_top_k, pad_rows, popularity_top_k
 from recsys.candidates.generate import recent_items, seen_keys
 from recsys.candidates.merge import SourceList, merge
-from recsys.candidates.sources import SOURCE_NAMES, UserBatch
+from recsys.candidates.source import UserBatch
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split, leave_last_out, temporal_split, walk_forward
 from recsys.drift import describe_shift, feature_drift
 from recsys.features import FEATURE_NAMES, RequestContext, build_features
-from recsys.ids import IdIndex
 from recsys.metrics import (
     catalogue_coverage,
     mean_popularity_percentile,
@@ -43,9 +42,8 @@ from recsys.metrics import (
     summarize,
 )
 from recsys.pipeline import BuildResult
-from recsys.ranking.labels import split_for_labels
-from recsys.ranking.training_set import history_stage1, labelled_requests, request_states
-from recsys.serving import ServingModel, rank, stage1
+from recsys.ranking.training_set import labelled_requests, request_states
+from recsys.serving import ServingModel, rank, stage1_order
 from recsys.stats import bootstrap_ci, paired_comparison
 from recsys.store.codec import decode_user_state
 from recsys.store.keys import Keys
@@ -181,7 +179,7 @@ def served_answers(
             states.append(decode_user_state(blob))
         ranked = rank(model, states, contexts, k)
         two_stage.extend(r.item_idx for r in ranked)
-        first.extend(stage1(s, k).item_idx for s in states)
+        first.extend(stage1_order(s, k).item_idx for s in states)
         candidates.extend(s.cand_item for s in states)
         flags.extend(s.cand_sources for s in states)
         for j in np.flatnonzero(keep[start : start + BATCH]):
@@ -224,36 +222,35 @@ def candidate_recall(
     """Recall of held-out items: of the merged candidates (in stored, stage-1 order, at several
     depths), of the part each source found, and of each source's own top ``per_user`` (seen
     removed, in the source's order) had it filled every slot alone."""
-    stage1 = build.stage1
+    model = build.candidate_model
     per_user = settings.candidates.per_user
     depths = candidate_depths(per_user)
-    n_items = stage1.items.n_items
+    n_items = model.items.n_items
     merged_share = {}
-    for spec in stage1.sources:
-        flag = spec.source.flag
+    for active in model.sources:
+        flag = active.spec.flag
         found = [c[(f & flag) != 0] for c, f in zip(candidates, candidate_flags, strict=True)]
-        merged_share[SOURCE_NAMES[flag]] = {
+        merged_share[active.spec.name] = {
             "recall_in_merged": _recall(found, req.relevant),
             "slots_per_user": round(float(np.mean([len(x) for x in found])), 1),
         }
     alone: dict[str, dict[str, float]] = {}
-    for spec in stage1.sources:
+    for active in model.sources:
         rows: list[np.ndarray] = []
         for start in range(0, len(req.users), 1024):
             users = req.users[start : start + 1024].astype(np.int64)
-            seen_counts = np.diff(stage1.seen.indptr)[users]
+            seen_counts = np.diff(model.seen.indptr)[users]
             batch = UserBatch(
                 users=users,
-                factors=stage1.factors.user[users],
-                recent=recent_items(stage1.history, users, settings.candidates.recent_items),
+                factors=model.factors.user[users],
+                recent=recent_items(model.history, users, settings.candidates.recent_items),
                 max_seen=int(seen_counts.max()),
             )
-            offered = spec.source.candidates(batch, per_user)
-            lst = SourceList(offered, spec.source.flag, per_user, per_user)
-            merged = merge([lst], seen_keys(stage1.seen, users, n_items), n_items, per_user)
+            offered = active.source.candidates(batch, per_user)
+            lst = SourceList(offered, active.spec.flag, per_user, per_user)
+            merged = merge([lst], seen_keys(model.seen, users, n_items), n_items, per_user)
             rows += np.split(merged.items, merged.offsets[1:-1])
-        name = SOURCE_NAMES[spec.source.flag]
-        alone[name] = {
+        alone[active.spec.name] = {
             "recall_alone": _recall(rows, req.relevant),
             **recall_at_depths(rows, req.relevant, depths, "recall_alone"),
         }
@@ -273,7 +270,7 @@ def segments(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """NDCG@10 per request device and per user-activity bucket (training events), per model."""
     devices = np.array([model.items.devices[c.device] for c in req.contexts])
-    activity = np.diff(build.stage1.seen.indptr)[req.users]
+    activity = np.diff(build.candidate_model.seen.indptr)[req.users]
     groups: dict[str, dict[str, np.ndarray]] = {
         "device": {d: devices == d for d in np.unique(devices)},
         "activity": {
@@ -361,11 +358,13 @@ def evaluate(
     sample = np.sort(rng.choice(len(req.users), n_sample, replace=False))
     with clock.stage("served answers"):
         served = served_answers(client, Keys(settings.key_prefix), model, req, DEPTH, sample)
-    seen = build.stage1.seen
+    seen = build.candidate_model.seen
     users = req.users.astype(np.int64)
     answers: dict[str, np.ndarray] = {}
     with clock.stage("popularity"):
-        answers["popularity"] = popularity_top_k(seen, build.stage1.items.pop_all, users, DEPTH)
+        answers["popularity"] = popularity_top_k(
+            seen, build.candidate_model.items.pop_all, users, DEPTH
+        )
     with clock.stage("item_knn"):
         answers["item_knn"] = item_knn_top_k(seen, users, DEPTH)
     with clock.stage("als"):
@@ -374,7 +373,7 @@ def evaluate(
     answers["two_stage"] = served.two_stage
 
     n_items = model.items.n_items
-    pop_pct = popularity_percentile(build.stage1.items.pop_all)
+    pop_pct = popularity_percentile(build.candidate_model.items.pop_all)
     held_out_pct = summarize([pop_pct[r].mean() if len(r) else np.nan for r in req.relevant])
     with clock.stage("metrics"):
         scored = {name: score(rec, req.relevant, n_items, pop_pct) for name, rec in answers.items()}
@@ -444,16 +443,15 @@ def training_window_features(
     same request sample: ``labelled_requests`` draws the same permutation, so these requests are
     the first of the ranker's own), but without negative sampling: drift compares candidate
     distributions, and sampling 100 negatives of 500 would itself look like drift."""
-    labels_split = split_for_labels(train.interactions, settings.ranker)
-    item_ids = IdIndex(train.items[Columns.item])
-    devices = build.stage1.items.devices
-    users, stage1 = history_stage1(labels_split, train.items, item_ids, devices, settings)
-    requests = labelled_requests(
-        labels_split, users, item_ids, devices, max_requests, settings.ranker.seed
-    )
+    window = build.training_window
+    if window is None:
+        raise ValueError("drift needs the build's training window: run_build(keep_training_window)")
+    devices = build.candidate_model.items.devices
+    requests = labelled_requests(window, devices, max_requests, settings.ranker.seed)
+    model = window.candidate_model
     parts = [
-        build_features(states, contexts, stage1.items)
-        for states, contexts, _ in request_states(requests, stage1, settings)
+        build_features(states, contexts, model.items)
+        for states, contexts, _ in request_states(requests, model, settings)
     ]
     if not parts:
         return np.empty((0, len(FEATURE_NAMES)), np.float32), 0

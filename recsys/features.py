@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.candidates.sources import Source
+from recsys.candidates.registry import SOURCES
 from recsys.items import ItemTable
 from recsys.user_state import UserState
 
@@ -21,11 +21,7 @@ SIM_N = 5  # last items compared with each candidate in factor space
 FEATURE_NAMES: tuple[str, ...] = (
     "stage1_score",
     "stage1_rank",
-    "src_als",
-    "src_popular",
-    "src_item_factors",
-    "src_item_content",
-    "src_fresh",
+    *(s.feature for s in SOURCES.by_bit()),
     "n_sources",
     "item_pop_log",
     "item_pop_recent_log",
@@ -69,11 +65,8 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.bitwise_count(x).astype(np.float32)
 
 
-# Source flags as plain ints: an IntFlag member lookup per column costs more than the column.
-_SOURCE_BITS = tuple(
-    int(b)
-    for b in (Source.ALS, Source.POPULAR, Source.ITEM_FACTORS, Source.ITEM_CONTENT, Source.FRESH)
-)
+# src_* columns, in flag-bit order (recsys.candidates.registry)
+_SOURCE_BITS = tuple(s.flag for s in SOURCES.by_bit())
 
 
 def build_features(

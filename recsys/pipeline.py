@@ -22,6 +22,7 @@ import redis
 from tqdm import tqdm
 
 from recsys.artifacts import RANKER_FILE, write_manifest
+from recsys.candidates.model import CandidateModel, fit_candidate_model
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
@@ -33,8 +34,7 @@ from recsys.ids import IdIndex
 from recsys.progress import StageTimer
 from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import Ranker, TrainResult, train_ranker
-from recsys.ranking.training_set import training_data
-from recsys.stage1 import Stage1, fit_stage1
+from recsys.ranking.training_set import TrainingWindow, training_data
 from recsys.store.codec import encode_user_state
 from recsys.store.keys import Keys
 from recsys.store.user_store import BuildWriter
@@ -48,7 +48,11 @@ class BuildResult:
     path: Path
     manifest: dict[str, Any]
     users: IdIndex
-    stage1: Stage1
+    candidate_model: CandidateModel
+    """Stage 1 fitted on all events: what the build's Redis states hold."""
+    training_window: TrainingWindow | None = None
+    """Kept when ``run_build(keep_training_window=True)``; None otherwise, so that a production
+    build does not hold two stage-1 fits in memory at once."""
 
 
 def new_build_version() -> str:
@@ -61,15 +65,16 @@ def train_stage2(
     devices: list[str],
     settings: Settings,
     timer: StageTimer,
-) -> tuple[TrainResult, dict[str, Any], np.ndarray]:
-    """Train the ranker; also returns the history fit's item factors to warm-start stage 1."""
+) -> tuple[TrainResult, dict[str, Any], TrainingWindow]:
+    """Train the ranker on requests as of a label cut; also returns what it learned from (whose
+    item factors warm-start stage 1 on all events)."""
     with timer.stage("hold out labels"):
         split = split_for_labels(dataset.interactions, settings.ranker)
         if split.labels.height == 0:
             raise BuildError(
                 "no label events: every user has fewer than 2 events, cannot train a ranker"
             )
-    requests, training, history_stage1 = training_data(
+    requests, training, window = training_data(
         split, dataset.items, item_ids, devices, settings, timer
     )
     if len(training.group_sizes) < 2:
@@ -98,11 +103,11 @@ def train_stage2(
         result.valid_ndcg_at_10,
         result.best_iteration,
     )
-    return result, info, history_stage1.factors.item
+    return result, info, window
 
 
 def write_candidates(
-    writer: BuildWriter, stage1: Stage1, users: IdIndex, settings: Settings
+    writer: BuildWriter, model: CandidateModel, users: IdIndex, settings: Settings
 ) -> dict[str, Any]:
     user_keys = users.keys()
     all_users = np.arange(len(users), dtype=np.int32)
@@ -111,9 +116,9 @@ def write_candidates(
 
     def states() -> Any:
         nonlocal n_bytes, n_cands
-        for batch in stage1.candidates(all_users, settings):
+        for batch in model.candidates(all_users, settings):
             for j, u in enumerate(batch.users):
-                state = stage1.history.state(int(u), *batch.row(j), settings.candidates.history_len)
+                state = model.history.state(int(u), *batch.row(j), settings.candidates.history_len)
                 blob = encode_user_state(state)
                 n_bytes += len(blob)
                 n_cands += len(state.cand_item)
@@ -129,12 +134,16 @@ def write_candidates(
         "bytes_per_user": round(n_bytes / max(len(users), 1), 1),
         "candidates_per_user": round(n_cands / max(len(users), 1), 1),
         "users_per_s": round(len(users) / max(elapsed, 1e-9), 1),
-        "index": stage1.als_index_kind,
+        "index": model.item_index.kind,
     }
 
 
 def run_build(
-    dataset: Dataset, artifacts_root: Path, client: redis.Redis, settings: Settings
+    dataset: Dataset,
+    artifacts_root: Path,
+    client: redis.Redis,
+    settings: Settings,
+    keep_training_window: bool = False,
 ) -> BuildResult:
     timer = StageTimer("build")
     version = new_build_version()
@@ -148,11 +157,14 @@ def run_build(
             item_ids = IdIndex(dataset.items[Columns.item])
             devices = device_vocabulary(dataset.interactions)
             events = index_events(dataset.interactions, users, item_ids, devices)
-        train_result, ranker_info, warm_items = train_stage2(
+        train_result, ranker_info, window = train_stage2(
             dataset, item_ids, devices, settings, timer
         )
+        warm_items = window.candidate_model.factors.item
+        kept_window = window if keep_training_window else None
+        del window  # a production build holds one stage-1 fit at a time
         with timer.stage("stage 1 on all events"):
-            stage1 = fit_stage1(
+            model = fit_candidate_model(
                 events,
                 dataset.interactions,
                 len(users),
@@ -162,11 +174,11 @@ def run_build(
                 init_item_factors=warm_items,
             )
         with timer.stage("candidates -> redis"):
-            cand_info = write_candidates(writer, stage1, users, settings)
+            cand_info = write_candidates(writer, model, users, settings)
         with timer.stage("artifacts"):
             staging.mkdir(parents=True, exist_ok=False)
             Ranker(train_result.booster).save(staging / RANKER_FILE, train_result.best_iteration)
-            stage1.items.save(staging)
+            model.items.save(staging)
             manifest = {
                 "build_version": version,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -194,4 +206,11 @@ def run_build(
     manifest["timings_s"] = timer.timings_s
     manifest["peak_rss_mb"] = timer.peak_rss_mb
     write_manifest(final, manifest)
-    return BuildResult(version=version, path=final, manifest=manifest, users=users, stage1=stage1)
+    return BuildResult(
+        version=version,
+        path=final,
+        manifest=manifest,
+        users=users,
+        candidate_model=model,
+        training_window=kept_window,
+    )

@@ -124,7 +124,7 @@ def rank(
     return out
 
 
-def stage1(state: UserState, k: int) -> Ranked:
+def stage1_order(state: UserState, k: int) -> Ranked:
     """Stage-1 order (candidates are stored best first): the answer when ranking can't run."""
     return Ranked(state.cand_item[:k], state.cand_score[:k])
 

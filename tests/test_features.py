@@ -51,7 +51,7 @@ def test_online_and_offline_feature_matrices_are_identical(
     ]
     requests = label_requests_for(users, contexts)
     offline_states, offline_ctx, offline_users = [], [], []
-    for states, ctxs, groups in request_states(requests, build.stage1, settings):
+    for states, ctxs, groups in request_states(requests, build.candidate_model, settings):
         offline_states += states
         offline_ctx += ctxs
         offline_users += [int(requests.users[g]) for g in groups]
@@ -64,7 +64,7 @@ def test_online_and_offline_feature_matrices_are_identical(
         assert record.state is not None
         online_states.append(apply_events(decode_user_state(record.state), record.events, model))
 
-    x_offline = build_features(offline_states, offline_ctx, build.stage1.items)
+    x_offline = build_features(offline_states, offline_ctx, build.candidate_model.items)
     x_online = build_features(online_states, offline_ctx, model.items)
     assert x_offline.shape == (40 * 60, len(FEATURE_NAMES))
     np.testing.assert_array_equal(x_offline, x_online)  # NaNs in the same places too

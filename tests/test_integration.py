@@ -213,7 +213,7 @@ def built_items() -> pl.DataFrame:
 
 def test_candidates_exclude_history_in_redis(built: tuple[Settings, BuildResult, Path]) -> None:
     _, result, _ = built
-    seen = result.stage1.seen
+    seen = result.candidate_model.seen
     # every stored candidate list is disjoint from what the user watched
     from recsys.store.codec import decode_user_state
 

@@ -8,12 +8,13 @@ item with the largest inner product (Bachrach et al. 2014; implicit does the sam
 ones its L2 distances imply, (||q||^2 + max_norm^2 - distance) / 2 in float32.
 """
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import faiss
 import numpy as np
 
-from recsys.config import ANNConfig
+if TYPE_CHECKING:  # recsys.config imports the candidate sources, which use this module
+    from recsys.config import ANNConfig
 
 
 class ItemIndex(Protocol):
@@ -49,7 +50,7 @@ class HNSWIndex:
 
     kind = "hnsw"
 
-    def __init__(self, item_factors: np.ndarray, cfg: ANNConfig) -> None:
+    def __init__(self, item_factors: np.ndarray, cfg: "ANNConfig") -> None:
         items = np.ascontiguousarray(item_factors, dtype=np.float32)
         norms_sq = np.einsum("ij,ij->i", items, items)
         extra = np.sqrt(np.maximum(norms_sq.max() - norms_sq, 0.0)).astype(np.float32)
@@ -72,6 +73,6 @@ class HNSWIndex:
         return ids, np.where(ids >= 0, scores, -np.inf).astype(np.float32)
 
 
-def build_index(item_factors: np.ndarray, cfg: ANNConfig) -> ItemIndex:
+def build_index(item_factors: np.ndarray, cfg: "ANNConfig") -> ItemIndex:
     exact = cfg.kind == "exact" or (cfg.kind == "auto" and len(item_factors) <= cfg.exact_max_items)
     return ExactIndex(item_factors) if exact else HNSWIndex(item_factors, cfg)

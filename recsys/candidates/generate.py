@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.candidates.merge import SourceList, merge
-from recsys.candidates.sources import CandidateSource, Source, UserBatch
+from recsys.candidates.source import CandidateSource, SourceSpec, UserBatch
 from recsys.config import CandidateConfig
 from recsys.history import UserHistory
 
@@ -34,9 +34,16 @@ class CandidateBatch:
 
 
 @dataclass(frozen=True)
-class SourceSpec:
+class ActiveSource:
+    """A declared source, built from one stage-1 fit, with its configured quota."""
+
+    spec: SourceSpec
     source: CandidateSource
     quota: int
+
+    def width(self, per_user: int) -> int:
+        """Unseen items it offers each user: its quota, or every slot when it fills the rest."""
+        return per_user if self.spec.fills_rest else self.quota
 
 
 def recent_items(history: UserHistory, users: np.ndarray, n: int) -> np.ndarray:
@@ -60,7 +67,7 @@ def generate_candidates(
     item_factors: np.ndarray,
     seen: sp.csr_matrix,
     history: UserHistory,
-    sources: Sequence[SourceSpec],
+    sources: Sequence[ActiveSource],
     cfg: CandidateConfig,
     batch_size: int,
 ) -> Iterator[CandidateBatch]:
@@ -84,10 +91,10 @@ def generate_candidates(
             max_seen=min(int(seen_counts[pick].max()), 2 * cfg.per_user),
         )
         lists = []
-        for s in sources:  # build_sources leaves out sources with no quota
-            width = cfg.per_user if s.source.flag == Source.ALS else s.quota
+        for s in sources:  # in priority order; build_sources leaves out those with no slot
+            width = s.width(cfg.per_user)
             found, scores = s.source.scored(batch, width)
-            lists.append(SourceList(found, s.source.flag, s.quota, width, scores))
+            lists.append(SourceList(found, s.spec.flag, s.quota, width, scores))
         merged = merge(lists, seen_keys(seen, batch_users, n_items), n_items, cfg.per_user)
         owner = np.repeat(np.arange(len(batch_users)), np.diff(merged.offsets))
         scores = merged.scores

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.candidates.sources import Source
+from recsys.candidates.source import FLAG_DTYPE
 
 
 @dataclass(frozen=True)
 class SourceList:
     items: np.ndarray  # [B, W] best first, -1 = blank
-    flag: Source
+    flag: int  # the source's bit (SourceSpec.flag)
     quota: int
     width: int  # unseen items of each row this source offers (>= quota)
     scores: np.ndarray | None = None  # [B, W] stage-1 scores when the source knows them
@@ -74,15 +74,15 @@ def first_occurrences(
     starts = np.ones((b, w), dtype=bool)
     starts[:, 1:] = sorted_items[:, 1:] != sorted_items[:, :-1]
     flat_start = starts.ravel()
-    sorted_flags = np.take_along_axis(np.where(valid, flags, 0).astype(np.uint16), order, axis=1)
+    sorted_flags = np.take_along_axis(np.where(valid, flags, 0).astype(FLAG_DTYPE), order, axis=1)
     group_or = np.bitwise_or.reduceat(sorted_flags.ravel(), np.flatnonzero(flat_start))
     group_id = np.cumsum(flat_start) - 1
     first_sorted = starts & sorted_valid
     first = np.zeros((b, w), dtype=bool)
     np.put_along_axis(first, order, first_sorted, axis=1)
-    all_flags = np.zeros((b, w), dtype=np.uint16)
+    all_flags = np.zeros((b, w), dtype=FLAG_DTYPE)
     np.put_along_axis(all_flags, order, group_or[group_id].reshape(b, w), axis=1)
-    return first, np.where(first, all_flags, 0).astype(np.uint16)
+    return first, np.where(first, all_flags, 0).astype(FLAG_DTYPE)
 
 
 def merge(lists: list[SourceList], seen_keys: np.ndarray, n_items: int, per_user: int) -> Merged:
@@ -98,7 +98,7 @@ def merge(lists: list[SourceList], seen_keys: np.ndarray, n_items: int, per_user
     )
     valid = (items >= 0) & ~is_seen(items, seen_keys, n_items)
     bounds = np.cumsum([0] + [sl.items.shape[1] for sl in lists])
-    flags = np.zeros(items.shape, dtype=np.uint16)
+    flags = np.zeros(items.shape, dtype=FLAG_DTYPE)
     for s, sl in enumerate(lists):  # a source offers only its first `width` unseen items
         block = slice(bounds[s], bounds[s + 1])
         valid[:, block] &= np.cumsum(valid[:, block], axis=1) <= sl.width

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from recsys.candidates.model import CandidateModel, fit_candidate_model
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.events_index import IndexedEvents, index_events
@@ -20,9 +21,19 @@ from recsys.ids import IdIndex
 from recsys.progress import StageTimer
 from recsys.ranking.labels import LabelSplit
 from recsys.ranking.ranker import TrainingSet
-from recsys.stage1 import Stage1, fit_stage1
 from recsys.store.codec import decode_user_state, encode_user_state
 from recsys.user_state import UserState
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """What the ranker learns from: the label split, and stage 1 fitted on its history side
+    alone, with users indexed from that history. Evaluation's drift section reads it again."""
+
+    labels: LabelSplit
+    users: IdIndex
+    item_ids: IdIndex
+    candidate_model: CandidateModel
 
 
 @dataclass(frozen=True)
@@ -79,15 +90,15 @@ def as_served(state: UserState) -> UserState:
 
 
 def request_states(
-    requests: LabelRequests, stage1: Stage1, settings: Settings
+    requests: LabelRequests, model: CandidateModel, settings: Settings
 ) -> Iterator[tuple[list[UserState], list[RequestContext], list[int]]]:
     """The offline side of the request path: (states, contexts, request positions) in batches,
     each state what Redis would hold for that user had this stage 1 been published."""
     position = {int(u): g for g, u in enumerate(requests.users)}
-    for batch in stage1.candidates(requests.users, settings):
+    for batch in model.candidates(requests.users, settings):
         states, contexts, groups = [], [], []
         for j, u in enumerate(batch.users):
-            state = stage1.history.state(int(u), *batch.row(j), settings.candidates.history_len)
+            state = model.history.state(int(u), *batch.row(j), settings.candidates.history_len)
             states.append(as_served(state))
             g = position[int(u)]
             contexts.append(requests.context[g])
@@ -95,14 +106,16 @@ def request_states(
         yield states, contexts, groups
 
 
-def build_training_set(requests: LabelRequests, stage1: Stage1, settings: Settings) -> TrainingSet:
+def build_training_set(
+    requests: LabelRequests, model: CandidateModel, settings: Settings
+) -> TrainingSet:
     rng = np.random.default_rng(settings.ranker.seed)
     n_neg = settings.ranker.negatives_per_request
     features: list[np.ndarray] = []
     relevance: list[np.ndarray] = []
     sizes: list[int] = []
-    for states, contexts, groups in request_states(requests, stage1, settings):
-        x = build_features(states, contexts, stage1.items)
+    for states, contexts, groups in request_states(requests, model, settings):
+        x = build_features(states, contexts, model.items)
         start = 0
         for state, g in zip(states, groups, strict=True):
             n = len(state.cand_item)
@@ -153,44 +166,38 @@ def training_data(
     devices: list[str],
     settings: Settings,
     timer: StageTimer,
-) -> tuple[LabelRequests, TrainingSet, Stage1]:
+) -> tuple[LabelRequests, TrainingSet, TrainingWindow]:
     """Stage 1 fitted on the history side of ``split`` only, then the labelled requests.
 
     Users are indexed from the history alone: a stage 1 that knew who arrives after the cut
     would already be reading the future (even ALS's random initialisation would change)."""
     with timer.stage("stage 1 on history"):
-        users, stage1 = history_stage1(split, catalogue, item_ids, devices, settings)
+        window = fit_on_history(split, catalogue, item_ids, devices, settings)
     with timer.stage("training set"):
         cfg = settings.ranker
-        requests = labelled_requests(
-            split, users, item_ids, devices, cfg.max_train_groups, cfg.seed
-        )
-        training = build_training_set(requests, stage1, settings)
-    return requests, training, stage1
+        requests = labelled_requests(window, devices, cfg.max_train_groups, cfg.seed)
+        training = build_training_set(requests, window.candidate_model, settings)
+    return requests, training, window
 
 
-def history_stage1(
+def fit_on_history(
     split: LabelSplit,
     catalogue: pl.DataFrame,
     item_ids: IdIndex,
     devices: list[str],
     settings: Settings,
-) -> tuple[IdIndex, Stage1]:
+) -> TrainingWindow:
     """Users indexed from the history alone, and stage 1 fitted on it."""
     users = IdIndex.from_values(split.history[Columns.user])
     hist = index_events(split.history, users, item_ids, devices)
-    return users, fit_stage1(hist, split.history, len(users), catalogue, devices, settings)
+    model = fit_candidate_model(hist, split.history, len(users), catalogue, devices, settings)
+    return TrainingWindow(split, users, item_ids, model)
 
 
 def labelled_requests(
-    split: LabelSplit,
-    users: IdIndex,
-    item_ids: IdIndex,
-    devices: list[str],
-    max_requests: int,
-    seed: int,
+    window: TrainingWindow, devices: list[str], max_requests: int, seed: int
 ) -> LabelRequests:
     """The labelled requests: a seeded sample of at most ``max_requests`` users (the same seed
     draws the same permutation, so a smaller sample is the start of a larger one)."""
-    labels = index_events(split.labels, users, item_ids, devices)
+    labels = index_events(window.labels.labels, window.users, window.item_ids, devices)
     return label_requests(labels, max_requests, seed)

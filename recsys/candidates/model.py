@@ -1,0 +1,83 @@
+"""What stage 1 learns from a build's events: ALS factors, what each user has seen, the item table
+and the index over it, every user's history, and the candidate sources built from them."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.candidates.ann import ItemIndex, build_index
+from recsys.candidates.generate import ActiveSource, CandidateBatch, generate_candidates
+from recsys.candidates.registry import SOURCES
+from recsys.candidates.source import SourceInputs
+from recsys.columns import Columns
+from recsys.config import Settings
+from recsys.events_index import IndexedEvents
+from recsys.history import UserHistory
+from recsys.items import ItemTable, build_item_table
+from recsys.mf import Factors, fit_als, interaction_matrix
+
+
+@dataclass(frozen=True)
+class CandidateModel:
+    """A fitted stage 1."""
+
+    factors: Factors
+    seen: sp.csr_matrix  # users x items, summed weights
+    items: ItemTable
+    item_index: ItemIndex  # over the item factors; what the ALS source searches
+    history: UserHistory
+    sources: list[ActiveSource]  # in merge-priority order
+
+    def candidates(self, users: np.ndarray, settings: Settings) -> Iterator[CandidateBatch]:
+        return generate_candidates(
+            users,
+            self.factors.user,
+            self.factors.item,
+            self.seen,
+            self.history,
+            self.sources,
+            settings.candidates,
+            settings.ann.batch_size,
+        )
+
+
+def build_sources(inputs: SourceInputs) -> list[ActiveSource]:
+    """Every declared source with a slot to fill, built; a source with no quota is not even
+    built (unless it fills the slots the others leave)."""
+    quotas = inputs.config.quotas
+    return [
+        ActiveSource(spec, spec.build(inputs), quotas.of(spec.name))
+        for spec in SOURCES
+        if spec.fills_rest or quotas.of(spec.name)
+    ]
+
+
+def fit_candidate_model(
+    events: IndexedEvents,
+    events_df: pl.DataFrame,
+    n_users: int,
+    catalogue: pl.DataFrame,
+    devices: list[str],
+    settings: Settings,
+    init_item_factors: np.ndarray | None = None,
+) -> CandidateModel:
+    """Everything stage 1 learns from ``events`` (and nothing else), as of their last timestamp."""
+    seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
+    factors = fit_als(seen, settings.als, init_item_factors)
+    as_of_ts = int(events.ts.max())
+    items = build_item_table(catalogue, events_df, events.item, factors.item, as_of_ts, devices)
+    history = UserHistory.from_events(
+        events.user, events.item, events.ts, events.device, events.completion, n_users
+    )
+    item_index = build_index(items.factors, settings.ann)
+    inputs = SourceInputs(
+        items=items,
+        titles=catalogue[Columns.title].fill_null(""),
+        item_index=item_index,
+        history=history,
+        config=settings.candidates,
+    )
+    return CandidateModel(factors, seen, items, item_index, history, build_sources(inputs))
