@@ -175,3 +175,17 @@ def test_features_tolerate_missing_optional_columns(redis_url: str, tmp_path: Pa
     for name in ("item_age_days", "item_duration_min", "recent_completion"):
         assert np.isnan(x[:, FEATURE_NAMES.index(name)]).all(), name
     assert np.isfinite(x[:, FEATURE_NAMES.index("stage1_score")]).all()
+
+
+def test_each_feature_is_one_declaration() -> None:
+    """Names and columns come from one table, so they cannot drift apart; a name twice is an
+    error, and a new feature is one more line of the table."""
+    from recsys.features import CATEGORICAL_FEATURES, FEATURES
+    from recsys.features.table import Feature, FeatureTable
+
+    assert tuple(f.name for f in FEATURES) == FEATURE_NAMES and len(FEATURES) == len(FEATURE_NAMES)
+    assert CATEGORICAL_FEATURES == ("device",)
+    with pytest.raises(ValueError, match="repeat"):
+        FeatureTable([*FEATURES, Feature("device", "again", lambda x: x.device)])
+    extended = FeatureTable([*FEATURES, Feature("cand_squared", "test", lambda x: x.rank**2)])
+    assert extended.names[-1] == "cand_squared" and extended.names[:-1] == FEATURE_NAMES
