@@ -75,20 +75,20 @@ def main() -> None:
     m = build.manifest
     result = {
         "size": args.size,
-        "users": m["data"]["users"],
-        "items": m["data"]["items"],
-        "events": m["data"]["events"],
+        "users": m.data.users,
+        "items": m.data.items,
+        "events": m.data.events,
         "als_fit_s": round(als_s, 1),
         "build_s": round(build_s, 1),
         "build_over_als": round(build_s / als_s, 2),
-        "timings_s": m["timings_s"],
-        "peak_rss_mb": m["peak_rss_mb"],
+        "timings_s": m.timings_s,
+        "peak_rss_mb": m.peak_rss_mb,
         # stage peaks are reset per stage (recsys.progress), so the process peak is their max
-        "process_peak_rss_mb": round(max(m["peak_rss_mb"].values())),
-        "redis_bytes_per_user_value": m["candidates"]["bytes_per_user"],
+        "process_peak_rss_mb": round(max(m.peak_rss_mb.values())),
+        "redis_bytes_per_user_value": m.candidates.bytes_per_user,
         "redis_used_memory_mb": round(redis_mem / 2**20),
-        "candidates_users_per_s": m["candidates"]["users_per_s"],
-        "index": m["candidates"]["index"],
+        "candidates_users_per_s": m.candidates.users_per_s,
+        "index": m.candidates.index,
     }
     print(json.dumps(result, indent=2), flush=True)
     out = args.out or Path(f"bench-output/offline_{args.size}.json")

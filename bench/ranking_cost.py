@@ -4,8 +4,9 @@ one request's 500 candidates (features + model), the work the API does per reque
     python bench/ranking_cost.py DATA_DIR [--out bench-output/ranking_cost.json]
 
 Each model size is a full build on the leave-last-out training split (fixed number of trees, no
-early stopping), scored by recsys.evaluation; latency is the median over 300 requests of
-``recsys.serving.rank`` for one user, with LightGBM on one thread as in the API.
+early stopping), scored by the evaluation's own loop (``recsys.evaluation.runs``); latency is the
+median over 300 requests of ``recsys.serving.rank`` for one user, with LightGBM on one thread as
+in the API.
 """
 
 import argparse
@@ -17,13 +18,14 @@ from pathlib import Path
 
 from recsys.config import Settings
 from recsys.data.load import load_dataset
-from recsys.evaluation import evaluate_build, split_for_protocol, test_requests, train_dataset
+from recsys.evaluation.protocol import held_out_requests, split_for_protocol, train_dataset
+from recsys.evaluation.runs import evaluate, published_build
 from recsys.features import build_features
-from recsys.pipeline import run_build
-from recsys.serving import ServingModel, rank
+from recsys.serving import rank
 from recsys.store.codec import decode_user_state
 from recsys.store.connect import open_redis
 from recsys.store.keys import Keys
+from recsys.store.user_store import read_states
 
 SIZES = ((25, 15), (50, 31), (100, 31), (200, 31), (300, 63), (600, 63))
 
@@ -41,6 +43,7 @@ def main() -> None:
     args = p.parse_args()
     dataset = load_dataset(args.data_dir)
     split = split_for_protocol(dataset.interactions, "leave-last-out")
+    train = train_dataset(dataset, split)
     rows = []
     with (
         tempfile.TemporaryDirectory() as work,
@@ -51,32 +54,30 @@ def main() -> None:
                 key_prefix=f"bench-{trees}-{leaves}",
                 ranker={"num_trees": trees, "num_leaves": leaves, "early_stopping": False},
             )
-            build = run_build(
-                train_dataset(dataset, split), Path(work) / f"a{trees}-{leaves}", client, settings
-            )
-            model = ServingModel.load(build.path.parent, build.version)
-            report = evaluate_build(split, build, model, client, settings)
-            req = test_requests(split.test, build, model)
-            keys = Keys(settings.key_prefix)
-            total, feats = [], []
-            for j in range(min(args.requests, len(req.users))):
-                state = decode_user_state(
-                    client.get(keys.user_state(build.version, req.user_keys[j]))
+            with published_build(train, client, settings, Path(work)) as (build, model):
+                report = evaluate(split, build, model, client, settings).report
+                req = held_out_requests(split.test, build.users, model.items)
+                n = min(args.requests, len(req.users))
+                blobs = read_states(
+                    client, Keys(settings.key_prefix), build.version, req.user_keys[:n]
                 )
-                ctx = req.contexts[j]
-                t0 = time.perf_counter()
-                rank(model, [state], [ctx], 20)
-                t1 = time.perf_counter()
-                build_features([state], [ctx], model.items)
-                t2 = time.perf_counter()
-                total.append((t1 - t0) * 1000)
-                feats.append((t2 - t1) * 1000)
+                total, feats = [], []
+                for blob, ctx in zip(blobs, req.contexts[:n], strict=True):
+                    assert blob is not None
+                    state = decode_user_state(blob)
+                    t0 = time.perf_counter()
+                    rank(model, [state], [ctx], 20)
+                    t1 = time.perf_counter()
+                    build_features([state], [ctx], model.items)
+                    t2 = time.perf_counter()
+                    total.append((t1 - t0) * 1000)
+                    feats.append((t2 - t1) * 1000)
             row = {
                 "trees": model.ranker.booster.num_trees(),
                 "leaves": leaves,
-                "ndcg@10": report["results"]["two_stage"]["ndcg@10"],
-                "als_ndcg@10": report["results"]["als"]["ndcg@10"],
-                "candidates": report["candidates"]["per_user"],
+                "ndcg@10": report.results["two_stage"]["ndcg@10"],
+                "als_ndcg@10": report.results["als"]["ndcg@10"],
+                "candidates": report.candidates.per_user,
                 "rank_ms": ms(total),
                 "features_ms": ms(feats),
             }

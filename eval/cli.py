@@ -53,7 +53,7 @@ def run_from_args(args: argparse.Namespace, settings: "Settings") -> None:
     exit code 2 in the CLI)."""
     from eval.run import run_compare, run_eval
     from recsys.errors import RecsysError
-    from recsys.evaluation import EvalOptions
+    from recsys.evaluation.protocol import EvalOptions
 
     for name in ("folds", "fold_days", "bootstrap"):
         if getattr(args, name) < 1:

@@ -23,9 +23,9 @@ def build(data_dir: Path, artifacts: Path, settings: Settings) -> BuildResult:
         "ranker valid NDCG@10 %.4f",
         result.version,
         url,
-        m["candidates"]["users_written"],
-        m["candidates"]["candidates_per_user"],
-        m["candidates"]["bytes_per_user"],
-        m["ranker"]["valid_ndcg@10"],
+        m.candidates.users_written,
+        m.candidates.candidates_per_user,
+        m.candidates.bytes_per_user,
+        m.ranker.valid_ndcg_at_10,
     )
     return result

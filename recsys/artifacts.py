@@ -1,25 +1,87 @@
-"""Layout of ``ARTIFACTS/<build_version>/``: written by the offline job, read by the API."""
+"""Layout of ``ARTIFACTS/<build_version>/``, written by the offline job and read by the API, and
+the build's manifest: what was built, from what, how, and how long each stage took."""
 
 import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, Field, ValidationError
+
 from recsys.errors import ArtifactError
+from recsys.records import Record
 
 MANIFEST = "manifest.json"
 RANKER_FILE = "ranker.txt"
 REDIS_DIR = "redis"  # data dir of the embedded Redis server (dump.rdb)
 
 
-def read_manifest(build_dir: Path) -> dict[str, Any]:
+class DataSummary(Record):
+    users: int
+    items: int
+    events: int
+    first_ts: int
+    last_ts: int
+
+
+class CandidateSummary(Record):
+    """What went to Redis."""
+
+    users_written: int
+    bytes_per_user: float
+    candidates_per_user: float
+    users_per_s: float
+    index: str  # the ALS item index actually used: "exact" or "hnsw"
+
+
+class RankerSummary(Record):
+    """How the ranker was trained, and what it learned to rely on."""
+
+    label_split: str  # "temporal" or "last-event"
+    cut_ts: int | None
+    label_users: int
+    groups_with_label: int
+    rows: int
+    train_groups: int
+    valid_groups: int
+    best_iteration: int
+    valid_ndcg_at_10: float = Field(alias="valid_ndcg@10")
+    features: list[str]
+    feature_importance_gain: dict[str, float]
+
+
+class BuildManifest(Record):
+    """``manifest.json``. Keys this version does not know (a newer or older writer's) are kept,
+    so a manifest reads back and rewrites unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    build_version: str
+    created_at: str
+    data: DataSummary
+    candidates: CandidateSummary
+    ranker: RankerSummary
+    config: dict[str, Any]
+    """The settings that made the build (``Settings.model_dump``, without the Redis URL)."""
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def history_len(self) -> int:
+        """Events stored with each user: the API keeps the same number after new events."""
+        return int(self.config["candidates"]["history_len"])
+
+
+def read_manifest(build_dir: Path) -> BuildManifest:
     path = build_dir / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{build_dir}: no {MANIFEST}; not a complete build")
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    return manifest
+    try:
+        return BuildManifest.model_validate(json.loads(path.read_text()))
+    except (ValueError, ValidationError) as e:
+        raise ArtifactError(f"{path}: not a readable build manifest: {e}") from e
 
 
-def write_manifest(build_dir: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(build_dir: Path, manifest: BuildManifest) -> None:
     tmp = build_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.write_text(json.dumps(manifest.to_json_dict(), indent=2))
     tmp.replace(build_dir / MANIFEST)

@@ -21,7 +21,14 @@ import numpy as np
 import redis
 from tqdm import tqdm
 
-from recsys.artifacts import RANKER_FILE, write_manifest
+from recsys.artifacts import (
+    RANKER_FILE,
+    BuildManifest,
+    CandidateSummary,
+    DataSummary,
+    RankerSummary,
+    write_manifest,
+)
 from recsys.candidates.model import CandidateModel, fit_candidate_model
 from recsys.columns import Columns
 from recsys.config import Settings
@@ -46,7 +53,7 @@ log = logging.getLogger(__name__)
 class BuildResult:
     version: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: BuildManifest
     users: IdIndex
     candidate_model: CandidateModel
     """Stage 1 fitted on all events: what the build's Redis states hold."""
@@ -65,7 +72,7 @@ def train_stage2(
     devices: list[str],
     settings: Settings,
     timer: StageTimer,
-) -> tuple[TrainResult, dict[str, Any], TrainingWindow]:
+) -> tuple[TrainResult, RankerSummary, TrainingWindow]:
     """Train the ranker on requests as of a label cut; also returns what it learned from (whose
     item factors warm-start stage 1 on all events)."""
     with timer.stage("hold out labels"):
@@ -84,22 +91,22 @@ def train_stage2(
         )
     with timer.stage("train ranker"):
         result = train_ranker(training, settings.ranker)
-    info = {
-        "label_split": split.mode,
-        "cut_ts": split.cut_ts,
-        "label_users": len(requests.users),
-        "groups_with_label": len(training.group_sizes),
-        "rows": result.n_rows,
-        "train_groups": result.n_train_groups,
-        "valid_groups": result.n_valid_groups,
-        "best_iteration": result.best_iteration,
-        "valid_ndcg@10": round(result.valid_ndcg_at_10, 5),
-        "features": list(FEATURE_NAMES),
-        "feature_importance_gain": Ranker(result.booster).feature_importance(),
-    }
+    info = RankerSummary(
+        label_split=split.mode,
+        cut_ts=split.cut_ts,
+        label_users=len(requests.users),
+        groups_with_label=len(training.group_sizes),
+        rows=result.n_rows,
+        train_groups=result.n_train_groups,
+        valid_groups=result.n_valid_groups,
+        best_iteration=result.best_iteration,
+        valid_ndcg_at_10=round(result.valid_ndcg_at_10, 5),
+        features=list(FEATURE_NAMES),
+        feature_importance_gain=Ranker(result.booster).feature_importance(),
+    )
     log.info(
         "ranker: %s groups, valid NDCG@10 %.4f at %d trees",
-        info["train_groups"],
+        info.train_groups,
         result.valid_ndcg_at_10,
         result.best_iteration,
     )
@@ -108,7 +115,7 @@ def train_stage2(
 
 def write_candidates(
     writer: BuildWriter, model: CandidateModel, users: IdIndex, settings: Settings
-) -> dict[str, Any]:
+) -> CandidateSummary:
     user_keys = users.keys()
     all_users = np.arange(len(users), dtype=np.int32)
     n_bytes = 0
@@ -129,13 +136,13 @@ def write_candidates(
         for written in writer.write(states()):
             bar.update(written)
     elapsed = time.perf_counter() - start
-    return {
-        "users_written": len(users),
-        "bytes_per_user": round(n_bytes / max(len(users), 1), 1),
-        "candidates_per_user": round(n_cands / max(len(users), 1), 1),
-        "users_per_s": round(len(users) / max(elapsed, 1e-9), 1),
-        "index": model.item_index.kind,
-    }
+    return CandidateSummary(
+        users_written=len(users),
+        bytes_per_user=round(n_bytes / max(len(users), 1), 1),
+        candidates_per_user=round(n_cands / max(len(users), 1), 1),
+        users_per_s=round(len(users) / max(elapsed, 1e-9), 1),
+        index=model.item_index.kind,
+    )
 
 
 def run_build(
@@ -179,20 +186,20 @@ def run_build(
             staging.mkdir(parents=True, exist_ok=False)
             Ranker(train_result.booster).save(staging / RANKER_FILE, train_result.best_iteration)
             model.items.save(staging)
-            manifest = {
-                "build_version": version,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "data": {
-                    "users": len(users),
-                    "items": dataset.items.height,
-                    "events": dataset.interactions.height,
-                    "first_ts": int(events.ts.min()),
-                    "last_ts": int(events.ts.max()),
-                },
-                "candidates": cand_info,
-                "ranker": ranker_info,
-                "config": settings.model_dump(mode="json", exclude={"redis_url"}),
-            }
+            manifest = BuildManifest(
+                build_version=version,
+                created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                data=DataSummary(
+                    users=len(users),
+                    items=dataset.items.height,
+                    events=dataset.interactions.height,
+                    first_ts=int(events.ts.min()),
+                    last_ts=int(events.ts.max()),
+                ),
+                candidates=cand_info,
+                ranker=ranker_info,
+                config=settings.model_dump(mode="json", exclude={"redis_url"}),
+            )
             write_manifest(staging, manifest)
             staging.rename(final)
     except BaseException:
@@ -203,14 +210,8 @@ def run_build(
         removed = writer.publish(settings.keep_builds)
         for old in removed:
             shutil.rmtree(artifacts_root / old, ignore_errors=True)
-    manifest["timings_s"] = timer.timings_s
-    manifest["peak_rss_mb"] = timer.peak_rss_mb
-    write_manifest(final, manifest)
-    return BuildResult(
-        version=version,
-        path=final,
-        manifest=manifest,
-        users=users,
-        candidate_model=model,
-        training_window=kept_window,
+    manifest = manifest.model_copy(
+        update={"timings_s": timer.timings_s, "peak_rss_mb": timer.peak_rss_mb}
     )
+    write_manifest(final, manifest)
+    return BuildResult(version, final, manifest, users, model, training_window=kept_window)

@@ -36,7 +36,7 @@ class ServingModel:
             version=version,
             items=ItemTable.load(path),
             ranker=Ranker.load(path / RANKER_FILE),
-            history_len=int(manifest["config"]["candidates"]["history_len"]),
+            history_len=manifest.history_len,
         )
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.baselines import als_top_k, item_knn_top_k, popularity_top_k
 from recsys.config import ALSConfig
+from recsys.evaluation.baselines import als_top_k, item_knn_top_k, popularity_top_k
 
 
 def _seen() -> sp.csr_matrix:

@@ -145,7 +145,7 @@ def test_a_quota_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _spec(name: str, bit: int) -> SourceSpec:
-    return SourceSpec(name, bit, quota=5, description=name, build=SOURCES["popular"].build)
+    return SourceSpec(name, bit, quota=5, build=SOURCES["popular"].build)
 
 
 def test_a_new_source_is_one_declaration() -> None:

@@ -11,7 +11,7 @@ from eval.run import run_eval
 from recsys.config import Settings
 from recsys.data.dataset import write_dataset
 from recsys.data.movielens import convert_movielens
-from recsys.evaluation import KS
+from recsys.evaluation.metric_table import KS
 from tests.conftest import ML_SMALL
 from tests.test_eval_run import independent_popularity_row
 
@@ -31,7 +31,7 @@ def movielens(
     out = tmp_path_factory.mktemp("report")
     write_dataset(convert_movielens(ML_SMALL), data)
     report = run_eval(data, out, "leave-last-out", Settings(redis_url=redis_url))
-    return report, data, out
+    return report.to_json_dict(), data, out
 
 
 def test_movielens_leave_last_out_two_stage_beats_als(

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from recsys.drift import (
+from recsys.evaluation.drift import (
     EPSILON,
     bin_edges,
     bin_shares,
@@ -86,17 +86,17 @@ def test_feature_drift_names_columns() -> None:
         [rng.normal(size=2000), rng.normal(0.5, 1, 2000), rng.normal(2.0, 1, 2000)]
     )
     out = feature_drift(reference, current, ["same", "shifted", "moved"])
-    assert out["same"]["flag"] == "stable"
-    assert out["shifted"]["flag"] in {"moderate", "major"}
-    assert out["moved"]["flag"] == "major"
-    assert out["moved"]["current_mean"] == pytest.approx(2.0, abs=0.1)
+    assert out["same"].flag == "stable"
+    assert out["shifted"].flag in {"moderate", "major"}
+    assert out["moved"].flag == "major"
+    assert out["moved"].current_mean == pytest.approx(2.0, abs=0.1)
     with pytest.raises(ValueError, match="feature names"):
         feature_drift(reference, current, ["a", "b"])
 
 
 def test_describe_shift_reports_moments_and_missing() -> None:
     d = describe_shift(np.array([1.0, 2.0, 3.0, np.nan]), np.array([np.nan, np.nan]))
-    assert d["reference_mean"] == pytest.approx(2.0)
-    assert d["current_mean"] is None
-    assert d["reference_missing"] == pytest.approx(0.25) and d["current_missing"] == 1.0
-    assert d["flag"] == "major"
+    assert d.reference_mean == pytest.approx(2.0)
+    assert d.current_mean is None
+    assert d.reference_missing == pytest.approx(0.25) and d.current_missing == 1.0
+    assert d.flag == "major"

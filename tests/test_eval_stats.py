@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from recsys.stats import bootstrap_ci, paired_comparison, sign_flip_p_value, wilcoxon_p_value
+from recsys.evaluation.stats import (
+    bootstrap_ci,
+    paired_comparison,
+    sign_flip_p_value,
+    wilcoxon_p_value,
+)
 
 
 def test_constant_values_have_a_point_interval() -> None:

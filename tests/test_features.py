@@ -164,7 +164,7 @@ def test_features_tolerate_missing_optional_columns(redis_url: str, tmp_path: Pa
     model = ServingModel.load(tmp_path, build.version)
     record = read_user(
         client,
-        Keys(build.manifest["config"]["key_prefix"]),
+        Keys(build.manifest.config["key_prefix"]),
         build.version,
         build.users.keys()[0],
         10,

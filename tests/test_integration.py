@@ -55,11 +55,11 @@ def test_build_publishes_version_and_manifest(
     settings, result, artifacts = built
     assert current_build(redis_client, Keys(settings.key_prefix)) == result.version
     m = result.manifest
-    assert m["build_version"] == result.version
-    assert m["candidates"]["users_written"] == 400
-    assert m["candidates"]["bytes_per_user"] > 0
-    assert {"stage 1 on all events", "train ranker", "candidates -> redis"} <= set(m["timings_s"])
-    assert 0.0 < m["ranker"]["valid_ndcg@10"] <= 1.0
+    assert m.build_version == result.version
+    assert m.candidates.users_written == 400
+    assert m.candidates.bytes_per_user > 0
+    assert {"stage 1 on all events", "train ranker", "candidates -> redis"} <= set(m.timings_s)
+    assert 0.0 < m.ranker.valid_ndcg_at_10 <= 1.0
     assert (artifacts / result.version / "ranker.txt").is_file()
 
 

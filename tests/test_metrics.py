@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from recsys.metrics import (
+from recsys.evaluation.ranking_metrics import (
     catalogue_coverage,
     hit_rate_at_k,
     mean_popularity_percentile,

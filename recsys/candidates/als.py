@@ -21,14 +21,8 @@ class AlsSource:
 
 
 def build(inputs: SourceInputs) -> AlsSource:
+    """ALS top items through the item index; fills the slots other sources leave."""
     return AlsSource(inputs.item_index)
 
 
-ALS = SourceSpec(
-    name="als",
-    bit=0,
-    quota=400,
-    description="ALS top items through the item index; fills the slots other sources leave.",
-    build=build,
-    fills_rest=True,
-)
+ALS = SourceSpec("als", bit=0, quota=400, build=build, fills_rest=True)

@@ -61,28 +61,15 @@ def top_unique_per_row(ids: np.ndarray, score: np.ndarray, width: int) -> np.nda
 
 
 def build_by_factors(inputs: SourceInputs) -> ItemToItemSource:
+    """Nearest items (factor cosine) to the user's recent watches."""
     return ItemToItemSource(nearest_items(inputs.items.factors_normed, inputs.config.neighbours))
 
 
 def build_by_content(inputs: SourceInputs) -> ItemToItemSource:
-    items = inputs.items
-    nbrs = content_neighbours(
-        items.genre_mask, inputs.titles, items.pop_all, inputs.config.neighbours
-    )
-    return ItemToItemSource(nbrs)
+    """Nearest items by metadata (genres, title words) to recent watches."""
+    items, m = inputs.items, inputs.config.neighbours
+    return ItemToItemSource(content_neighbours(items.genre_mask, inputs.titles, items.pop_all, m))
 
 
-ITEM_FACTORS = SourceSpec(
-    name="item_factors",
-    bit=2,
-    quota=40,
-    description="Nearest items (factor cosine) to the user's recent watches.",
-    build=build_by_factors,
-)
-ITEM_CONTENT = SourceSpec(
-    name="item_content",
-    bit=3,
-    quota=20,
-    description="Nearest items by metadata (genres, title words) to recent watches.",
-    build=build_by_content,
-)
+ITEM_FACTORS = SourceSpec("item_factors", bit=2, quota=40, build=build_by_factors)
+ITEM_CONTENT = SourceSpec("item_content", bit=3, quota=20, build=build_by_content)

@@ -30,24 +30,14 @@ def fresh_items(items: ItemTable, days: int) -> np.ndarray:
 
 
 def build_popular(inputs: SourceInputs) -> RankedListSource:
+    """Most watched in the last 7 days."""
     return RankedListSource(inputs.items.popular)
 
 
 def build_fresh(inputs: SourceInputs) -> RankedListSource:
+    """Recent releases, most watched first."""
     return RankedListSource(fresh_items(inputs.items, inputs.config.fresh_days))
 
 
-POPULAR = SourceSpec(
-    name="popular",
-    bit=1,
-    quota=25,
-    description="Most watched in the last 7 days.",
-    build=build_popular,
-)
-FRESH = SourceSpec(
-    name="fresh",
-    bit=4,
-    quota=15,
-    description="Recent releases, most watched first.",
-    build=build_fresh,
-)
+POPULAR = SourceSpec("popular", bit=1, quota=25, build=build_popular)
+FRESH = SourceSpec("fresh", bit=4, quota=15, build=build_fresh)

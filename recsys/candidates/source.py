@@ -75,9 +75,8 @@ class SourceSpec:
     source keeps its bit for good; a new source takes an unused one."""
     quota: int
     """Default number of slots this source may fill per user."""
-    description: str
-    """What it finds, for the settings' documentation."""
     build: Callable[[SourceInputs], CandidateSource]
+    """Builds the source from a stage-1 fit; its docstring says what the source finds."""
     fills_rest: bool = False
     """Offers ``per_user`` items instead of its quota, so its leftovers fill the slots the other
     sources leave empty; built even with a quota of 0."""
@@ -85,6 +84,11 @@ class SourceSpec:
     @property
     def flag(self) -> int:
         return 1 << self.bit
+
+    @property
+    def description(self) -> str:
+        """What it finds (the builder's docstring), for the settings' documentation."""
+        return " ".join((self.build.__doc__ or self.name).split())
 
     @property
     def feature(self) -> str:

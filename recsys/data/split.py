@@ -136,14 +136,5 @@ def walk_forward(interactions: pl.DataFrame, n_folds: int = 3, fold_days: int = 
             raise DataError(
                 "interactions", f"{where}: no event of a user with earlier history to score"
             )
-        folds.append(
-            Split(
-                train=train,
-                test=test,
-                protocol=WALK_FORWARD,
-                cut_ts=cut_ts,
-                test_end_ts=test_end_ts,
-                fold=fold,
-            )
-        )
+        folds.append(Split(train, test, WALK_FORWARD, cut_ts, test_end_ts=test_end_ts, fold=fold))
     return folds

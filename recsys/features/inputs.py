@@ -1,5 +1,5 @@
 """What one call's features are computed from: the users' stored states, the request contexts and
-the build's item table, plus the arrays several features share, each computed once, on first use.
+the build's item table, plus the arrays several features share, each computed once.
 
 Built for one request (the API, ~500 rows) or for a batch (the offline training set, millions of
 rows). For one request a per-request value is broadcast as a scalar instead of gathered onto
@@ -10,7 +10,6 @@ and single-request online matrices bit for bit).
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,6 @@ class FeatureInputs:
         contexts: Sequence[RequestContext],
         items: ItemTable,
     ) -> None:
-        self.states = states
         self.items = items
         self.n_per = np.array([len(s.cand_item) for s in states], dtype=np.int64)
         self.group: np.ndarray | None  # request of each row; None for a single request
@@ -60,6 +58,12 @@ class FeatureInputs:
             self.rank = np.concatenate([np.arange(n, dtype=np.float32) for n in self.n_per])
         self.ts = np.array([c.ts for c in contexts], dtype=np.int64)
         self.device = np.array([c.device for c in contexts], dtype=np.int64)
+        # shared by several features, so gathered once
+        self.user = UserAggregates.of(states, self.ts, items)
+        self.item_pop = items.pop_all[self.cand]
+        self.release = items.release_ts[self.cand]
+        self.cand_genres = items.genre_mask[self.cand]
+        self.cand_vec = items.factors_normed[self.cand]
 
     @property
     def n_rows(self) -> int:
@@ -68,28 +72,6 @@ class FeatureInputs:
     def per_row(self, values: np.ndarray) -> Any:
         """A per-request value on each candidate's row (a broadcastable scalar for one)."""
         return values[0] if self.group is None else values[self.group]
-
-    # ---------------------------------------------------------------- shared by several features
-
-    @cached_property
-    def user(self) -> "UserAggregates":
-        return UserAggregates.of(self.states, self.ts, self.items)
-
-    @cached_property
-    def item_pop(self) -> np.ndarray:
-        return self.items.pop_all[self.cand]
-
-    @cached_property
-    def release(self) -> np.ndarray:
-        return self.items.release_ts[self.cand]
-
-    @cached_property
-    def cand_genres(self) -> np.ndarray:
-        return self.items.genre_mask[self.cand]
-
-    @cached_property
-    def cand_vec(self) -> np.ndarray:
-        return self.items.factors_normed[self.cand]
 
     def similarity(self, user_vec: np.ndarray) -> np.ndarray:
         """Each candidate's cosine with its request's user vector, NaN for users without

@@ -82,13 +82,14 @@ def decode_user_state(blob: bytes) -> UserState:
     hist_completion = np.where(
         completion_pct == _NO_COMPLETION, np.nan, completion_pct / 100.0
     ).astype(np.float32)
+    # in field order: the names above are UserState's own
     return UserState(
-        cand_item=cand_item,
-        cand_score=cand_score,
-        cand_sources=cand_sources,
-        hist_item=hist_item,
-        hist_ts=hist_ts,
-        hist_device=hist_device,
-        hist_completion=hist_completion,
-        n_events=n_events,
+        cand_item,
+        cand_score,
+        cand_sources,
+        hist_item,
+        hist_ts,
+        hist_device,
+        hist_completion,
+        n_events,
     )

@@ -7,7 +7,7 @@ events in one pipelined round trip.
 """
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -110,6 +110,17 @@ def read_user(
     pipe.lrange(keys.events(user_id), 0, n_events - 1)
     state, events = pipe.execute()
     return UserRecord(state=state, events=_events(events))
+
+
+def read_states(
+    client: redis.Redis, keys: Keys, build_version: str, user_ids: Sequence[str]
+) -> list[bytes | None]:
+    """The packed states of many users of one build, in one pipelined round trip (None: the
+    build has no state for that user). For offline readers: evaluation, benchmarks."""
+    pipe = client.pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.get(keys.user_state(build_version, user_id))
+    return list(pipe.execute())
 
 
 async def current_build_async(client: aioredis.Redis, keys: Keys) -> str | None:

@@ -1,9 +1,9 @@
 """The evaluation report, for people: the same sections rendered as markdown and as HTML.
 
-:func:`sections` turns ``report.json`` into a list of titled blocks (paragraphs, tables, bullet
-lists, figures); :func:`render_markdown` and :func:`render_html` only lay them out, so the two
-files can never disagree. The HTML embeds its figures (base64 PNG) and its style, so it is one
-self-contained file.
+:func:`sections` turns a report into a list of titled blocks (paragraphs, tables, bullet lists,
+figures); :func:`render_markdown` and :func:`render_html` only lay them out, so the two files can
+never disagree. The HTML embeds its figures (base64 PNG) and its style, so it is one
+self-contained file. :func:`write_report` writes all of them, with ``report.json``.
 """
 
 import base64
@@ -12,44 +12,34 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from pathlib import Path
+from typing import Final
 
-KS: Final[tuple[int, ...]] = (1, 5, 10, 20, 50, 100)  # the default; a report lists its own "ks"
+from recsys.artifacts import RankerSummary
+from recsys.evaluation.metric_table import (
+    INTERVAL_METRICS,
+    METRICS,
+    SUMMARY_K,
+    model_name,
+    model_title,
+)
+from recsys.evaluation.plots import render_plots
+from recsys.evaluation.records import (
+    CandidateRecall,
+    CompareReport,
+    Drift,
+    EvalReport,
+    Paired,
+    Shift,
+)
 
-ROW_NAMES: Final = {
-    "popularity": "popularity (most watched, seen removed)",
-    "item_knn": "item-kNN (cosine, 100 neighbours, seen removed)",
-    "als": "ALS (exact top-k, seen removed)",
-    "stage1": "stage 1 as served (candidates in score order)",
-    "two_stage": "two-stage (LambdaRank over candidates)",
-}
-SHORT_NAMES: Final = {
-    "popularity": "popularity",
-    "item_knn": "item-kNN",
-    "als": "ALS",
-    "stage1": "stage 1",
-    "two_stage": "two-stage",
-}
-
-DEFINITIONS: Final = (
+_TEST_USERS: Final = (
     "**Test users**: one request per held-out user who has training history, at the time and "
     "on the device of their first held-out event; their relevant items are all their held-out "
     "items (binary relevance, each item once). Every model answers the same requests with 100 "
-    "items, training items removed; the two-stage answer is what the API would return.",
-    "**NDCG@k** = DCG@k / IDCG@k. Gains are binary: DCG@k = sum over ranks r <= k holding a "
-    "relevant item of 1 / log2(r + 1). The ideal DCG puts the user's held-out items first: "
-    "IDCG@k = sum for r = 1..min(|held-out items|, k) of 1 / log2(r + 1). Averaged over users.",
-    "**HR@k** (hit rate): the share of users with at least one held-out item in their top k.",
-    "**Recall@k**: held-out items in the top k / held-out items (not capped at k), averaged "
-    "over users.",
-    "**MRR@k**: 1 / rank of the first held-out item in the top k (0 without one), averaged "
-    "over users.",
-    "**coverage@k**: the share of the catalogue that appears in at least one user's top k.",
-    "**pop pct@k** (popularity): the mean popularity percentile of the items in a top k, "
-    "averaged over users. An item's percentile is its mid-rank among all catalogue items by "
-    "training events, scaled to [0, 1] (the most watched item is 1; the catalogue averages "
-    "0.5). **pop bias@k** = pop pct@k minus the same number for the held-out items: above 0, "
-    "a model recommends more popular items than users went on to watch.",
+    "items, training items removed; the two-stage answer is what the API would return."
+)
+_BEYOND_METRICS: Final = (
     "**Candidate recall@d**: held-out items among a user's first d stage-1 candidates (in "
     "stored order) / held-out items, averaged over users; at d = all candidates it is the "
     "ceiling of stage 2. *Alone*: a source's own top list with every slot to itself.",
@@ -66,6 +56,7 @@ DEFINITIONS: Final = (
     "**Walk-forward**: fold i trains on every event before its window and tests on the window's "
     "events (users with history, items new to them); the reported value is the mean over folds.",
 )
+DEFINITIONS: Final = (_TEST_USERS, *(m.definition for m in METRICS), *_BEYOND_METRICS)
 
 
 @dataclass(frozen=True)
@@ -119,96 +110,65 @@ def _ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}x" if base > 0 else "n/a"
 
 
-def _ks(report: Mapping[str, Any]) -> list[int]:
-    return list(report.get("ks", KS))
-
-
 # --------------------------------------------------------------------------- sections
 
+_NDCG_AT = f"ndcg@{SUMMARY_K}"
 
-def _summary_table(report: Mapping[str, Any]) -> Table:
-    res = report["results"]
-    intervals = report.get("confidence", {}).get("intervals", {})
-    base = res.get("als", {}).get("ndcg@10", 0.0)
+
+def _summary_table(report: EvalReport) -> Table:
+    """Every metric of the table that has summary digits, at ``SUMMARY_K``, with intervals
+    where the report has them, and NDCG against ALS."""
+    intervals = report.confidence.intervals if report.confidence else {}
+    shown = [m for m in METRICS if m.digits]
+    base = report.results.get("als", {}).get(_NDCG_AT, 0.0)
+    header = ["model"]
+    for m in shown:
+        has_ci = m.at(SUMMARY_K) in INTERVAL_METRICS
+        header.append(m.label_at(SUMMARY_K) + (" [95% CI]" if has_ci else ""))
     rows = []
-    for name, row in res.items():
+    for name, row in report.results.items():
         ci = intervals.get(name, {})
-        rows.append(
-            [
-                ROW_NAMES.get(name, name),
-                f"{row['ndcg@10']:.4f}{_ci(ci.get('ndcg@10'))}",
-                f"{row['hr@10']:.4f}{_ci(ci.get('hr@10'))}",
-                _f(row.get("recall@10")),
-                _f(row.get("mrr@10")),
-                _f(row.get("coverage@10")),
-                _f(row.get("pop_pct@10"), 3),
-                _ratio(row["ndcg@10"], base),
-            ]
-        )
-    return Table(
-        [
-            "model",
-            "NDCG@10 [95% CI]",
-            "HR@10 [95% CI]",
-            "recall@10",
-            "MRR@10",
-            "coverage@10",
-            "pop pct@10",
-            "NDCG@10 vs ALS",
-        ],
-        rows,
-    )
+        cells = [model_title(name)]
+        for m in shown:
+            key = m.at(SUMMARY_K)
+            cells.append(f"{_f(row.get(key), m.digits)}{_ci(ci.get(key))}")
+        rows.append([*cells, _ratio(row[_NDCG_AT], base)])
+    return Table([*header, f"NDCG@{SUMMARY_K} vs ALS"], rows)
 
 
-def _metric_tables(report: Mapping[str, Any]) -> list[Block]:
-    res = report["results"]
-    ks = _ks(report)
+def _metric_tables(report: EvalReport) -> list[Block]:
     blocks: list[Block] = []
-    metrics = (
-        ("ndcg", "NDCG@k"),
-        ("hr", "HR@k"),
-        ("recall", "Recall@k"),
-        ("mrr", "MRR@k"),
-        ("coverage", "coverage@k"),
-        ("pop_pct", "pop pct@k"),
-        ("pop_bias", "pop bias@k"),
-    )
-    for metric, title in metrics:
-        present = [k for k in ks if all(f"{metric}@{k}" in row for row in res.values())]
+    for m in METRICS:
+        present = [k for k in report.ks if all(m.at(k) in row for row in report.results.values())]
         if not present:
             continue
-        blocks.append(f"**{title}**")
+        blocks.append(f"**{m.label}**")
         blocks.append(
             Table(
                 ["model", *[f"@{k}" for k in present]],
                 [
-                    [SHORT_NAMES.get(n, n), *[f"{row[f'{metric}@{k}']:.4f}" for k in present]]
-                    for n, row in res.items()
+                    [model_name(n), *[f"{row[m.at(k)]:.4f}" for k in present]]
+                    for n, row in report.results.items()
                 ],
             )
         )
     return blocks
 
 
-def _paired_table(
-    paired: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    first: str,
-    champion: str,
-    challenger: str,
-) -> Table:
+def _paired_table(paired: Paired, first: str, champion: str, challenger: str) -> Table:
     rows = []
     for name, metrics in paired.items():
         for metric, d in metrics.items():
             rows.append(
                 [
-                    SHORT_NAMES.get(name, name),
+                    model_name(name),
                     metric,
-                    _f(d["champion"]),
-                    _f(d["challenger"]),
-                    f"{d['difference']:+.4f}",
-                    f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]",
-                    _p(d["p_value"]),
-                    _p(d["p_wilcoxon"]),
+                    _f(d.champion),
+                    _f(d.challenger),
+                    f"{d.difference:+.4f}",
+                    f"[{d.ci95[0]:+.4f}, {d.ci95[1]:+.4f}]",
+                    _p(d.p_value),
+                    _p(d.p_wilcoxon),
                 ]
             )
     return Table(
@@ -216,23 +176,23 @@ def _paired_table(
     )
 
 
-def _fold_table(report: Mapping[str, Any]) -> Table:
-    folds = report["folds"]
-    models = list(folds[0]["results"])
+def _fold_table(report: EvalReport) -> Table:
+    folds = report.folds or []
+    models = list(folds[0].results)
     rows = [
         [
-            str(f["fold"]),
-            str(f["train_until"])[:10],
-            str(f["test_until"])[:10],
-            f"{f['train_events']}",
-            f"{f['users']}",
-            *[f"{f['results'][m]['ndcg@10']:.4f}" for m in models],
+            str(f.fold),
+            str(f.train_until)[:10],
+            str(f.test_until)[:10],
+            f"{f.train_events}",
+            f"{f.users}",
+            *[f"{f.results[m][_NDCG_AT]:.4f}" for m in models],
         ]
         for f in folds
     ]
-    mean = report["results"]
+    mean = report.results
     rows.append(
-        ["mean", "", "", "", f"{report['users']}", *[f"{mean[m]['ndcg@10']:.4f}" for m in models]]
+        ["mean", "", "", "", f"{report.users}", *[f"{mean[m][_NDCG_AT]:.4f}" for m in models]]
     )
     return Table(
         [
@@ -241,17 +201,17 @@ def _fold_table(report: Mapping[str, Any]) -> Table:
             "test until",
             "train events",
             "test users",
-            *[f"{SHORT_NAMES.get(m, m)} NDCG@10" for m in models],
+            *[f"{model_name(m)} NDCG@{SUMMARY_K}" for m in models],
         ],
         rows,
     )
 
 
-def _candidate_blocks(cand: Mapping[str, Any]) -> list[Block]:
-    depths = sorted(int(k.split("@")[1]) for k in cand if k.startswith("recall@"))
+def _candidate_blocks(cand: CandidateRecall) -> list[Block]:
+    depths = sorted(cand.recall_at)
     blocks: list[Block] = [
-        f"{cand['per_user']:.0f} candidates per user; recall of held-out items among them: "
-        f"**{cand['recall']:.4f}**, the ceiling of stage 2.",
+        f"{cand.per_user:.0f} candidates per user; recall of held-out items among them: "
+        f"**{cand.recall:.4f}**, the ceiling of stage 2.",
         Table(
             [
                 "source",
@@ -262,53 +222,49 @@ def _candidate_blocks(cand: Mapping[str, Any]) -> list[Block]:
             [
                 [
                     name,
-                    f"{row['recall_alone']:.4f}",
-                    f"{row['recall_in_merged']:.4f}",
-                    f"{row['slots_per_user']:.1f}",
+                    f"{row.recall_alone:.4f}",
+                    f"{row.recall_in_merged:.4f}",
+                    f"{row.slots_per_user:.1f}",
                 ]
-                for name, row in cand.get("sources", {}).items()
+                for name, row in cand.sources.items()
             ],
         ),
     ]
     if depths:
-        rows = [["merged (stage-1 order)", *[f"{cand[f'recall@{d}']:.4f}" for d in depths]]]
-        for name, row in cand.get("sources", {}).items():
-            rows.append(
-                [
-                    f"{name} alone",
-                    *[_f(row.get(f"recall_alone@{d}")) for d in depths],
-                ]
-            )
+        rows = [["merged (stage-1 order)", *[f"{cand.recall_at[d]:.4f}" for d in depths]]]
+        for name, row in cand.sources.items():
+            rows.append([f"{name} alone", *[_f(row.recall_alone_at.get(d)) for d in depths]])
         blocks += ["**Recall at depth d**", Table(["candidates", *[f"@{d}" for d in depths]], rows)]
     return blocks
 
 
-def _segment_blocks(report: Mapping[str, Any]) -> list[Block]:
+def _segment_blocks(report: EvalReport) -> list[Block]:
     blocks: list[Block] = []
-    for kind, rows in report.get("segments_ndcg@10", {}).items():
+    for kind, rows in report.segments.items():
         if not rows:
             continue
         models = [m for m in next(iter(rows.values())) if m != "users"]
-        header = [kind, "users", *[SHORT_NAMES.get(m, m) for m in models]]
-        if "als" in models and "two_stage" in models:
+        ratio = "als" in models and "two_stage" in models
+        header = [kind, "users", *[model_name(m) for m in models]]
+        if ratio:
             header.append("two-stage / ALS")
         table_rows = []
         for name, row in rows.items():
             cells = [name, f"{row['users']:.0f}", *[f"{row[m]:.4f}" for m in models]]
-            if "als" in models and "two_stage" in models:
+            if ratio:
                 cells.append(_ratio(row["two_stage"], row["als"]))
             table_rows.append(cells)
-        blocks += [f"**NDCG@10 by {kind}**", Table(header, table_rows)]
+        blocks += [f"**NDCG@{SUMMARY_K} by {kind}**", Table(header, table_rows)]
     return blocks
 
 
-def _ranker_blocks(ranker: Mapping[str, Any]) -> list[Block]:
-    gains = ranker.get("feature_importance_gain", {})
+def _ranker_blocks(ranker: RankerSummary) -> list[Block]:
+    gains = ranker.feature_importance_gain
     total = sum(gains.values()) or 1.0
     return [
-        f"Labels: {ranker['label_split']}; {ranker['train_groups']} training requests, "
-        f"{ranker['valid_groups']} validation requests; {ranker['best_iteration']} trees; "
-        f"validation NDCG@10 {ranker['valid_ndcg@10']:.4f}.",
+        f"Labels: {ranker.label_split}; {ranker.train_groups} training requests, "
+        f"{ranker.valid_groups} validation requests; {ranker.best_iteration} trees; "
+        f"validation NDCG@10 {ranker.valid_ndcg_at_10:.4f}.",
         Table(
             ["feature", "gain share"],
             [
@@ -319,36 +275,35 @@ def _ranker_blocks(ranker: Mapping[str, Any]) -> list[Block]:
     ]
 
 
-def _drift_blocks(drift: Mapping[str, Any]) -> list[Block]:
-    features = drift["features"]
+def _drift_blocks(drift: Drift) -> list[Block]:
     flagged = {
-        flag: [n for n, d in features.items() if d["flag"] == flag]
+        flag: [n for n, d in drift.features.items() if d.flag == flag]
         for flag in ("major", "moderate")
     }
-    score = drift["score"]
+    score = drift.score
     summary = (
-        f"Reference: {drift['reference']} ({drift['reference_requests']} requests, "
-        f"{drift['reference_rows']} rows). Current: {drift['current']} "
-        f"({drift['current_requests']} requests, {drift['current_rows']} rows). "
+        f"Reference: {drift.reference} ({drift.reference_requests} requests, "
+        f"{drift.reference_rows} rows). Current: {drift.current} "
+        f"({drift.current_requests} requests, {drift.current_rows} rows). "
         f"**{len(flagged['major'])} major** (PSI > 0.2): {', '.join(flagged['major']) or 'none'}; "
         f"**{len(flagged['moderate'])} moderate** (0.1 to 0.2): "
-        f"{', '.join(flagged['moderate']) or 'none'}. Ranker score: PSI {score['psi']:.3f} "
-        f"({score['flag']}), mean {_f(score['reference_mean'])} -> {_f(score['current_mean'])}, "
-        f"std {_f(score['reference_std'])} -> {_f(score['current_std'])}."
+        f"{', '.join(flagged['moderate']) or 'none'}. Ranker score: PSI {score.psi:.3f} "
+        f"({score.flag}), mean {_f(score.reference_mean)} -> {_f(score.current_mean)}, "
+        f"std {_f(score.reference_std)} -> {_f(score.current_std)}."
     )
 
-    def row(name: str, d: Mapping[str, Any]) -> list[str]:
+    def row(name: str, d: Shift) -> list[str]:
         return [
             name,
-            f"{d['psi']:.3f}",
-            d["flag"],
-            _f(d["reference_mean"]),
-            _f(d["current_mean"]),
-            f"{d['reference_missing']:.3f}",
-            f"{d['current_missing']:.3f}",
+            f"{d.psi:.3f}",
+            d.flag,
+            _f(d.reference_mean),
+            _f(d.current_mean),
+            f"{d.reference_missing:.3f}",
+            f"{d.current_missing:.3f}",
         ]
 
-    ordered = sorted(features.items(), key=lambda kv: -kv[1]["psi"])
+    ordered = sorted(drift.features.items(), key=lambda kv: -kv[1].psi)
     return [
         summary,
         Table(
@@ -366,10 +321,9 @@ def _drift_blocks(drift: Mapping[str, Any]) -> list[Block]:
     ]
 
 
-def _timing_blocks(report: Mapping[str, Any]) -> list[Block]:
+def _timing_blocks(report: EvalReport) -> list[Block]:
     blocks: list[Block] = []
-    for key, title in (("timings_s", "build"), ("eval_timings_s", "evaluation")):
-        timings = report.get(key)
+    for timings, title in ((report.timings_s, "build"), (report.eval_timings_s, "evaluation")):
         if timings:
             blocks += [
                 f"**{title}**",
@@ -382,99 +336,95 @@ def _figure(name: str, caption: str, images: Collection[str]) -> list[Block]:
     return [Figure(name, caption)] if name in images else []
 
 
-def _header(report: Mapping[str, Any]) -> str:
-    window = report.get("window", {})
-    who = (
-        f"{report['users']} test requests (each fold's test users, summed)"
-        if report.get("walk_forward")
-        else f"{report['users']} test users"
-    )
-    parts = [f"Protocol: **{report['protocol']}**, {who}", f"dataset {report.get('dataset', '')}"]
-    if "build_version" in report and not report.get("walk_forward"):
-        parts.append(f"build {report['build_version']}")
-    if window.get("train_events") is not None and not report.get("walk_forward"):
-        parts.append(f"{window['train_events']} training events, {window['test_events']} held out")
-    if window.get("train_until") and not report.get("walk_forward"):
-        parts.append(f"training until {window['train_until']}")
-    if report.get("walk_forward"):
-        wf = report["walk_forward"]
+def _header(report: EvalReport) -> str:
+    window = report.window
+    parts = [f"Protocol: **{report.protocol}**"]
+    if report.walk_forward:
+        parts[0] += f", {report.users} test requests (each fold's test users, summed)"
+    else:
+        parts[0] += f", {report.users} test users"
+    parts.append(f"dataset {report.dataset or ''}")
+    if not report.walk_forward:
+        parts.append(f"build {report.build_version}")
+        parts.append(f"{window.train_events} training events, {window.test_events} held out")
+        if window.train_until:
+            parts.append(f"training until {window.train_until}")
+    else:
+        wf = report.walk_forward
         parts.append(
-            f"{wf['folds']} folds of {wf['fold_days']} days; the numbers are the mean over folds"
+            f"{wf.folds} folds of {wf.fold_days} days; the numbers are the mean over folds"
             " and the candidate, segment, ranker and drift sections describe the latest fold"
         )
     return "; ".join(parts) + "."
 
 
-def sections(report: Mapping[str, Any], images: Collection[str] = ()) -> list[Section]:
+def sections(report: EvalReport | CompareReport, images: Collection[str] = ()) -> list[Section]:
     """The report as titled blocks; figures only for the names in ``images``."""
-    if report.get("mode") == "compare":
+    if isinstance(report, CompareReport):
         return _compare_sections(report, images)
     out = [Section("Evaluation report", [_header(report)], level=1)]
-    pop_ref = report.get("popularity_reference", {}).get("held_out_pop_pct")
-    summary: list[Block] = [_summary_table(report)]
-    if pop_ref is not None:
-        summary.append(
-            f"The held-out items' own pop pct is {pop_ref:.3f}: a model above it recommends "
-            "more popular items than users went on to watch (pop bias@k in the table below)."
-        )
-    out.append(Section("Summary at k = 10", summary))
+    pop_ref = report.popularity_reference.held_out_pop_pct
+    summary: list[Block] = [
+        _summary_table(report),
+        f"The held-out items' own pop pct is {pop_ref:.3f}: a model above it recommends "
+        "more popular items than users went on to watch (pop bias@k in the table below).",
+    ]
+    out.append(Section(f"Summary at k = {SUMMARY_K}", summary))
     out.append(
         Section(
-            "Every metric at k = " + ", ".join(str(k) for k in _ks(report)),
+            "Every metric at k = " + ", ".join(str(k) for k in report.ks),
             [*_figure("metrics_at_k", "Metrics against k", images), *_metric_tables(report)],
         )
     )
-    if report.get("paired"):
+    if report.paired:
         out.append(
             Section(
                 "Is two-stage really better? Paired comparisons",
                 [
                     "Two-stage (challenger) against each other model (champion), on the same "
                     "users: mean per-user difference, its 95% bootstrap interval, p-values.",
-                    _paired_table(report["paired"], "champion model", "champion", "two-stage"),
+                    _paired_table(report.paired, "champion model", "champion", "two-stage"),
                     *_figure("paired_differences", "Paired differences", images),
                 ],
             )
         )
-    if report.get("folds"):
+    if report.folds:
         out.append(
             Section(
                 "Walk-forward folds",
                 [_fold_table(report), *_figure("folds", "NDCG@10 per fold", images)],
             )
         )
-    if report.get("candidates"):
-        out.append(
-            Section(
-                "Candidates (stage 1)",
-                [
-                    *_candidate_blocks(report["candidates"]),
-                    *_figure("candidate_recall", "Candidate recall at depth", images),
-                ],
-            )
+    out.append(
+        Section(
+            "Candidates (stage 1)",
+            [
+                *_candidate_blocks(report.candidates),
+                *_figure("candidate_recall", "Candidate recall at depth", images),
+            ],
         )
-    if report.get("segments_ndcg@10"):
+    )
+    if report.segments:
         out.append(
             Section(
-                "NDCG@10 by segment",
+                f"NDCG@{SUMMARY_K} by segment",
                 [*_segment_blocks(report), *_figure("segments", "NDCG@10 by segment", images)],
             )
         )
-    if report.get("ranker"):
-        out.append(
-            Section(
-                "Ranker",
-                [
-                    *_ranker_blocks(report["ranker"]),
-                    *_figure("feature_importance", "Feature importance", images),
-                ],
-            )
+    out.append(
+        Section(
+            "Ranker",
+            [
+                *_ranker_blocks(report.ranker),
+                *_figure("feature_importance", "Feature importance", images),
+            ],
         )
-    if report.get("drift"):
+    )
+    if report.drift:
         out.append(
             Section(
                 "Drift: training window vs test window",
-                [*_drift_blocks(report["drift"]), *_figure("drift", "PSI per feature", images)],
+                [*_drift_blocks(report.drift), *_figure("drift", "PSI per feature", images)],
             )
         )
     timings = _timing_blocks(report)
@@ -484,24 +434,23 @@ def sections(report: Mapping[str, Any], images: Collection[str] = ()) -> list[Se
     return out
 
 
-def _compare_sections(report: Mapping[str, Any], images: Collection[str]) -> list[Section]:
-    champ, chall = report["champion"], report["challenger"]
-    d = report["paired"]["two_stage"]["ndcg@10"]
-    if d["p_value"] < 0.05:
-        verdict = "better" if d["difference"] > 0 else "worse"
-        verdict = f"The challenger's two-stage NDCG@10 is **{verdict}** (p = {_p(d['p_value'])})."
+def _compare_sections(report: CompareReport, images: Collection[str]) -> list[Section]:
+    champ, chall = report.champion, report.challenger
+    d = report.paired["two_stage"][_NDCG_AT]
+    if d.p_value < 0.05:
+        verdict = "better" if d.difference > 0 else "worse"
+        verdict = f"The challenger's two-stage NDCG@10 is **{verdict}** (p = {_p(d.p_value)})."
     else:
         verdict = (
             "The two configurations' two-stage NDCG@10 differ by no more than chance would "
-            f"explain (p = {_p(d['p_value'])} >= 0.05)."
+            f"explain (p = {_p(d.p_value)} >= 0.05)."
         )
-    settings = report.get("settings", {})
-    out = [
+    return [
         Section(
             "Champion vs challenger",
             [
-                f"Protocol: **{report['protocol']}**, {report['users']} test users, dataset "
-                f"{report.get('dataset', '')}. Both configurations were built on the same training "
+                f"Protocol: **{report.protocol}**, {report.users} test users, dataset "
+                f"{report.dataset or ''}. Both configurations were built on the same training "
                 "events and answered the same requests.",
                 verdict,
             ],
@@ -511,15 +460,15 @@ def _compare_sections(report: Mapping[str, Any], images: Collection[str]) -> lis
             "Settings overrides",
             [
                 "**champion**",
-                Code(json.dumps(settings.get("champion", {}), indent=2)),
+                Code(json.dumps(report.settings.get("champion", {}), indent=2)),
                 "**challenger**",
-                Code(json.dumps(settings.get("challenger", {}), indent=2)),
+                Code(json.dumps(report.settings.get("challenger", {}), indent=2)),
             ],
         ),
         Section(
             "Paired comparison (challenger minus champion)",
             [
-                _paired_table(report["paired"], "model", "champion", "challenger"),
+                _paired_table(report.paired, "model", "champion", "challenger"),
                 *_figure("paired_differences", "Paired differences", images),
             ],
         ),
@@ -533,9 +482,9 @@ def _compare_sections(report: Mapping[str, Any], images: Collection[str]) -> lis
                     [
                         [
                             side,
-                            str(r["ranker"]["best_iteration"]),
-                            f"{r['ranker']['valid_ndcg@10']:.4f}",
-                            f"{r['candidates']['recall']:.4f}",
+                            str(r.ranker.best_iteration),
+                            f"{r.ranker.valid_ndcg_at_10:.4f}",
+                            f"{r.candidates.recall:.4f}",
                         ]
                         for side, r in (("champion", champ), ("challenger", chall))
                     ],
@@ -545,7 +494,6 @@ def _compare_sections(report: Mapping[str, Any], images: Collection[str]) -> lis
         ),
         Section("Definitions", [Bullets(DEFINITIONS)]),
     ]
-    return out
 
 
 # --------------------------------------------------------------------------- markdown
@@ -572,7 +520,7 @@ def _md_block(block: Block) -> list[str]:
     return [block]
 
 
-def render_markdown(report: Mapping[str, Any], images: Collection[str] = ()) -> str:
+def render_markdown(report: EvalReport | CompareReport, images: Collection[str] = ()) -> str:
     """Markdown; figures link ``<name>.png`` beside the file, for the names in ``images``."""
     lines: list[str] = []
     for section in sections(report, images):
@@ -626,16 +574,28 @@ def _html_block(block: Block, plots: Mapping[str, bytes]) -> str:
     return f"<p>{_inline(block)}</p>"
 
 
-def render_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
+def render_html(report: EvalReport | CompareReport, plots: Mapping[str, bytes]) -> str:
     """One self-contained HTML page: style inline, figures embedded as base64 PNG."""
     parts = []
     for section in sections(report, plots.keys()):
         parts.append(f"<h{section.level}>{_inline(section.title)}</h{section.level}>")
         parts += [_html_block(block, plots) for block in section.blocks]
-    title = html.escape(f"Evaluation report: {report.get('dataset', '')}")
+    title = html.escape(f"Evaluation report: {report.dataset or ''}")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{_STYLE}</style></head>\n<body>\n"
         + "\n".join(parts)
         + "\n</body></html>\n"
     )
+
+
+def write_report(report: EvalReport | CompareReport, out_dir: Path) -> None:
+    """``report.json``, ``report.md`` beside its PNG plots, and ``report.html`` with the same
+    plots embedded, so the HTML file can be mailed or attached on its own."""
+    plots = render_plots(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
+    for name, png in plots.items():
+        (out_dir / f"{name}.png").write_bytes(png)
+    (out_dir / "report.md").write_text(render_markdown(report, list(plots)))
+    (out_dir / "report.html").write_text(render_html(report, plots))

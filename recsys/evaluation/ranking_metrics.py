@@ -40,12 +40,14 @@ k=100 take well under a second and no Python loop runs per recommended item.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "Hits",
     "catalogue_coverage",
     "hit_rate_at_k",
     "mean_popularity_percentile",
@@ -198,6 +200,33 @@ def mrr_at_k(recommended: npt.ArrayLike, relevant: Sequence[npt.ArrayLike], k: i
     return _mrr(hits, n_relevant)
 
 
+@dataclass(frozen=True)
+class Hits:
+    """One hit matrix at k, from which every per-user metric is read (for callers that report
+    several of them: the matrix is the expensive part)."""
+
+    hits: npt.NDArray[np.bool_]
+    n_relevant: npt.NDArray[np.int64]
+    k: int
+
+    @classmethod
+    def at_k(cls, recommended: npt.ArrayLike, relevant: Sequence[npt.ArrayLike], k: int) -> "Hits":
+        hits, n_relevant = _hits(recommended, relevant, k)
+        return cls(hits, n_relevant, int(k))
+
+    def ndcg(self) -> FloatArray:
+        return _ndcg(self.hits, self.n_relevant, self.k)
+
+    def hit_rate(self) -> FloatArray:
+        return _hit_rate(self.hits, self.n_relevant)
+
+    def recall(self) -> FloatArray:
+        return _recall(self.hits, self.n_relevant)
+
+    def mrr(self) -> FloatArray:
+        return _mrr(self.hits, self.n_relevant)
+
+
 def ranking_metrics_at_k(
     recommended: npt.ArrayLike, relevant: Sequence[npt.ArrayLike], k: int
 ) -> dict[str, FloatArray]:
@@ -205,13 +234,8 @@ def ranking_metrics_at_k(
 
     Keys: ``ndcg``, ``hit_rate``, ``recall``, ``mrr``; values equal the single-metric functions.
     """
-    hits, n_relevant = _hits(recommended, relevant, k)
-    return {
-        "ndcg": _ndcg(hits, n_relevant, int(k)),
-        "hit_rate": _hit_rate(hits, n_relevant),
-        "recall": _recall(hits, n_relevant),
-        "mrr": _mrr(hits, n_relevant),
-    }
+    h = Hits.at_k(recommended, relevant, k)
+    return {"ndcg": h.ndcg(), "hit_rate": h.hit_rate(), "recall": h.recall(), "mrr": h.mrr()}
 
 
 def catalogue_coverage(recommended: npt.ArrayLike, k: int, n_items: int) -> float:

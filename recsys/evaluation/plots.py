@@ -1,4 +1,4 @@
-"""The report's figures, drawn from ``report.json`` alone, as PNG bytes.
+"""The report's figures, drawn from the report alone, as PNG bytes.
 
 Matplotlib's object API on the Agg canvas (``Figure`` + ``savefig``), never ``pyplot``: no global
 figure state, no GUI backend to pick, safe to call from any thread, and nothing to close.
@@ -6,23 +6,26 @@ figure state, no GUI backend to pick, safe to call from any thread, and nothing 
 
 import io
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from recsys.drift import MAJOR, MODERATE
-from recsys.report import SHORT_NAMES
+from recsys.evaluation.drift import MAJOR, MODERATE
+from recsys.evaluation.metric_table import METRICS, SUMMARY_K, model_colour, model_name
+from recsys.evaluation.records import (
+    CandidateRecall,
+    CompareReport,
+    Drift,
+    EvalReport,
+    Fold,
+    MetricRow,
+    Paired,
+    Segments,
+)
 
 DPI: Final = 100
-COLOURS: Final = {
-    "popularity": "#9e9e9e",
-    "item_knn": "#8c6d31",
-    "als": "#1f77b4",
-    "stage1": "#17becf",
-    "two_stage": "#d62728",
-}
 FLAG_COLOURS: Final = {"stable": "#4c9f50", "moderate": "#f0a030", "major": "#d62728"}
 
 
@@ -32,11 +35,11 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _ks(row: dict[str, float], metric: str) -> list[int]:
+def _ks(row: MetricRow, metric: str) -> list[int]:
     return sorted(int(key.split("@")[1]) for key in row if key.startswith(f"{metric}@"))
 
 
-def _curve(ax: Axes, rows: dict[str, dict[str, float]], metric: str, title: str) -> None:
+def _curve(ax: Axes, rows: dict[str, MetricRow], metric: str, title: str) -> None:
     for name, row in rows.items():
         ks = _ks(row, metric)
         ax.plot(
@@ -44,8 +47,8 @@ def _curve(ax: Axes, rows: dict[str, dict[str, float]], metric: str, title: str)
             [row[f"{metric}@{k}"] for k in ks],
             marker="o",
             markersize=3,
-            label=SHORT_NAMES.get(name, name),
-            color=COLOURS.get(name),
+            label=model_name(name),
+            color=model_colour(name),
         )
     ax.set_xscale("log")
     ks = sorted({k for row in rows.values() for k in _ks(row, metric)})
@@ -56,35 +59,38 @@ def _curve(ax: Axes, rows: dict[str, dict[str, float]], metric: str, title: str)
     ax.grid(alpha=0.3)
 
 
-def metric_curves(rows: dict[str, dict[str, float]]) -> bytes:
-    """NDCG, hit rate, recall and MRR against k, one line per model."""
-    fig = Figure(figsize=(10, 7))
-    axes = fig.subplots(2, 2)
-    panels = (("ndcg", "NDCG@k"), ("hr", "hit rate@k"), ("recall", "recall@k"), ("mrr", "MRR@k"))
-    for ax, (metric, title) in zip(axes.ravel(), panels, strict=True):
-        _curve(ax, rows, metric, title)
-    axes[0, 0].legend(fontsize=8)
+def metric_curves(rows: dict[str, MetricRow]) -> bytes:
+    """Every ``plotted`` metric of the table against k, one panel each, one line per model."""
+    panels = [m for m in METRICS if m.plotted]
+    n_cols = 2
+    fig = Figure(figsize=(10, 3.5 * -(-len(panels) // n_cols)))
+    axes = np.atleast_1d(fig.subplots(-(-len(panels) // n_cols), n_cols)).ravel()
+    for ax, m in zip(axes, panels, strict=False):
+        _curve(ax, rows, m.key, m.label)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
 
 
-def candidate_recall(candidates: dict[str, Any]) -> bytes:
+def candidate_recall(candidates: CandidateRecall) -> bytes:
     """Recall of held-out items within the first d candidates: the merged list (what stage 2
     ranks) and each source alone."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    depths = _ks(candidates, "recall")
+    depths = sorted(candidates.recall_at)
     ax.plot(
         depths,
-        [candidates[f"recall@{d}"] for d in depths],
+        [candidates.recall_at[d] for d in depths],
         marker="o",
         linewidth=2.5,
         color="black",
         label="merged candidates",
     )
-    for name, row in candidates.get("sources", {}).items():
-        ds = _ks(row, "recall_alone")
-        ax.plot(ds, [row[f"recall_alone@{d}"] for d in ds], marker=".", label=f"{name} alone")
+    for name, row in candidates.sources.items():
+        ds = sorted(row.recall_alone_at)
+        ax.plot(ds, [row.recall_alone_at[d] for d in ds], marker=".", label=f"{name} alone")
     ax.set_xscale("log")
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.set_xticks([], minor=True)
@@ -110,7 +116,7 @@ def feature_importance(gains: dict[str, float]) -> bytes:
     return _png(fig)
 
 
-def segment_bars(segments: dict[str, dict[str, dict[str, float]]]) -> bytes:
+def segment_bars(segments: Segments) -> bytes:
     """NDCG@10 per segment, one bar per model; one legend above both panels."""
     kinds = [k for k, rows in segments.items() if rows]
     fig = Figure(figsize=(11, 4))
@@ -127,11 +133,11 @@ def segment_bars(segments: dict[str, dict[str, dict[str, float]]]) -> bytes:
                 x + (j - (len(models) - 1) / 2) * width,
                 [rows[n][model] for n in names],
                 width,
-                label=SHORT_NAMES.get(model, model),
-                color=COLOURS.get(model),
+                label=model_name(model),
+                color=model_colour(model),
             )
         ax.set_xticks(x, [f"{n}\n({rows[n]['users']:.0f})" for n in names], fontsize=8)
-        ax.set_title(f"NDCG@10 by {kind} (users)")
+        ax.set_title(f"NDCG@{SUMMARY_K} by {kind} (users)")
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(models), bbox_to_anchor=(0.5, 1.0))
@@ -139,16 +145,16 @@ def segment_bars(segments: dict[str, dict[str, dict[str, float]]]) -> bytes:
     return _png(fig)
 
 
-def drift_bars(drift: dict[str, Any]) -> bytes:
+def drift_bars(drift: Drift) -> bytes:
     """PSI of each feature and of the ranker score, with the 0.1 and 0.2 thresholds."""
-    rows = dict(drift["features"]) | {"ranker score": drift["score"]}
-    items = sorted(rows.items(), key=lambda kv: kv[1]["psi"])
+    rows = dict(drift.features) | {"ranker score": drift.score}
+    items = sorted(rows.items(), key=lambda kv: kv[1].psi)
     fig = Figure(figsize=(7, 0.22 * len(items) + 1.2))
     ax = fig.subplots()
     ax.barh(
         [k for k, _ in items],
-        [v["psi"] for _, v in items],
-        color=[FLAG_COLOURS[v["flag"]] for _, v in items],
+        [v.psi for _, v in items],
+        color=[FLAG_COLOURS[v.flag] for _, v in items],
     )
     ax.axvline(MODERATE, color=FLAG_COLOURS["moderate"], linestyle="--", linewidth=1)
     ax.axvline(MAJOR, color=FLAG_COLOURS["major"], linestyle="--", linewidth=1)
@@ -159,18 +165,18 @@ def drift_bars(drift: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def fold_lines(folds: list[dict[str, Any]], metric: str = "ndcg@10") -> bytes:
+def fold_lines(folds: list[Fold], metric: str = f"ndcg@{SUMMARY_K}") -> bytes:
     """A metric per walk-forward fold, one line per model: is quality stable over time?"""
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    labels = [f"{f['fold']}: {str(f['train_until'])[:10]}" for f in folds]
-    for name in folds[0]["results"]:
+    labels = [f"{f.fold}: {str(f.train_until)[:10]}" for f in folds]
+    for name in folds[0].results:
         ax.plot(
             labels,
-            [f["results"][name][metric] for f in folds],
+            [f.results[name][metric] for f in folds],
             marker="o",
-            label=SHORT_NAMES.get(name, name),
-            color=COLOURS.get(name),
+            label=model_name(name),
+            color=model_colour(name),
         )
     ax.set_xlabel("fold: test window start")
     ax.set_ylabel(metric)
@@ -180,19 +186,17 @@ def fold_lines(folds: list[dict[str, Any]], metric: str = "ndcg@10") -> bytes:
     return _png(fig)
 
 
-def paired_differences(
-    paired: dict[str, dict[str, dict[str, Any]]], title: str, label: str = "{model}: {metric}"
-) -> bytes:
+def paired_differences(paired: Paired, title: str, label: str = "{model}: {metric}") -> bytes:
     """Each comparison's mean per-user difference with its 95% bootstrap interval, first on top;
     green when the interval is above 0, red below, grey when it holds 0."""
     labels, diffs, lows, highs, colours = [], [], [], [], []
     for name, metrics in paired.items():
         for metric, d in metrics.items():
-            labels.append(label.format(model=SHORT_NAMES.get(name, name), metric=metric))
-            diffs.append(d["difference"])
-            lows.append(d["difference"] - d["ci95"][0])
-            highs.append(d["ci95"][1] - d["difference"])
-            above, below = d["ci95"][0] > 0, d["ci95"][1] < 0
+            labels.append(label.format(model=model_name(name), metric=metric))
+            diffs.append(d.difference)
+            lows.append(d.difference - d.ci95[0])
+            highs.append(d.ci95[1] - d.difference)
+            above, below = d.ci95[0] > 0, d.ci95[1] < 0
             colours.append("#4c9f50" if above else "#d62728" if below else "#9e9e9e")
     fig = Figure(figsize=(7, 0.35 * len(labels) + 1.2))
     ax = fig.subplots()
@@ -208,34 +212,37 @@ def paired_differences(
     return _png(fig)
 
 
-def render_plots(report: dict[str, Any]) -> dict[str, bytes]:
+def render_plots(report: EvalReport | CompareReport) -> dict[str, bytes]:
     """Every figure the report has data for, by file stem (the markdown links ``<stem>.png``)."""
-    if report.get("mode") == "compare":
+    if isinstance(report, CompareReport):
         rows = {
-            f"{side} two-stage": report[side]["results"]["two_stage"]
-            for side in ("champion", "challenger")
+            f"{side} two-stage": r.results["two_stage"]
+            for side, r in (("champion", report.champion), ("challenger", report.challenger))
         }
         return {
             "paired_differences": paired_differences(
-                report["paired"], "Challenger minus champion, same users"
+                report.paired, "Challenger minus champion, same users"
             ),
             "metrics_at_k": metric_curves(rows),
         }
     makers: dict[str, Callable[[], bytes]] = {
-        "metrics_at_k": lambda: metric_curves(report["results"]),
-        "candidate_recall": lambda: candidate_recall(report["candidates"]),
+        "metrics_at_k": lambda: metric_curves(report.results),
+        "candidate_recall": lambda: candidate_recall(report.candidates),
     }
-    if report.get("paired"):
+    if report.paired:
+        paired = report.paired
         makers["paired_differences"] = lambda: paired_differences(
-            report["paired"], "Two-stage minus each other model, same users", "vs {model}: {metric}"
+            paired, "Two-stage minus each other model, same users", "vs {model}: {metric}"
         )
-    if report.get("folds"):
-        makers["folds"] = lambda: fold_lines(report["folds"])
-    if report.get("segments_ndcg@10"):
-        makers["segments"] = lambda: segment_bars(report["segments_ndcg@10"])
-    gains = report.get("ranker", {}).get("feature_importance_gain")
+    if report.folds:
+        folds = report.folds
+        makers["folds"] = lambda: fold_lines(folds)
+    if report.segments:
+        makers["segments"] = lambda: segment_bars(report.segments)
+    gains = report.ranker.feature_importance_gain
     if gains:
         makers["feature_importance"] = lambda: feature_importance(gains)
-    if report.get("drift"):
-        makers["drift"] = lambda: drift_bars(report["drift"])
+    if report.drift:
+        drift = report.drift
+        makers["drift"] = lambda: drift_bars(drift)
     return {name: make() for name, make in makers.items()}
