@@ -25,11 +25,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from api.deps import API_KEY_HEADER, require_api_key
-from api.metrics import ApiMetrics
 from api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
+from api.model_holder import ModelHolder
+from api.prometheus import PrometheusMetrics
 from api.routes import events, health, recommendations
 from api.service import REDIS_ERRORS, RecommendationService
-from api.state import ModelHolder
 from recsys.config import ServeConfig, Settings, get_settings
 from recsys.store.keys import Keys
 
@@ -75,7 +75,7 @@ def validation_error_response(exc: RequestValidationError) -> Response:
 def create_app(settings: Settings, artifacts: Path) -> FastAPI:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (recsys serve starts a local one)")
-    metrics = ApiMetrics()
+    metrics = PrometheusMetrics()
     app = FastAPI(
         title="recsys",
         summary="Two-stage recommendations: ALS + HNSW candidates, LightGBM LambdaRank ranker.",
@@ -91,7 +91,7 @@ def create_app(settings: Settings, artifacts: Path) -> FastAPI:
 
 
 def _lifespan(
-    settings: Settings, redis_url: str, artifacts: Path, metrics: ApiMetrics
+    settings: Settings, redis_url: str, artifacts: Path, metrics: PrometheusMetrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Per process: the Redis client, the first build, the watcher that swaps newer ones in."""
     cfg = settings.serve
@@ -151,7 +151,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
-def _add_middleware(app: FastAPI, cfg: ServeConfig, metrics: ApiMetrics) -> None:
+def _add_middleware(app: FastAPI, cfg: ServeConfig, metrics: PrometheusMetrics) -> None:
     """Last added runs first: metrics see everything, including 413s and CORS preflights."""
     if cfg.cors_origins:
         app.add_middleware(

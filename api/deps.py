@@ -12,10 +12,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-from api.metrics import ApiMetrics
 from api.middleware import STARTED_KEY
+from api.model_holder import ModelHolder
+from api.prometheus import PrometheusMetrics
 from api.service import RecommendationService
-from api.state import ModelHolder
 from recsys.serving import ServingModel
 
 API_KEY_HEADER = "X-API-Key"
@@ -37,8 +37,8 @@ async def get_holder(request: Request) -> ModelHolder:
     return holder
 
 
-async def get_metrics(request: Request) -> ApiMetrics:
-    metrics: ApiMetrics = request.app.state.metrics
+async def get_metrics(request: Request) -> PrometheusMetrics:
+    metrics: PrometheusMetrics = request.app.state.metrics
     return metrics
 
 
@@ -69,6 +69,6 @@ async def require_api_key(
 
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
-MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+MetricsDep = Annotated[PrometheusMetrics, Depends(get_metrics)]
 ModelDep = Annotated[ServingModel, Depends(get_model)]
 StartedDep = Annotated[float, Depends(get_started)]

@@ -9,7 +9,7 @@ import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.metrics import UNMATCHED_ROUTE, ApiMetrics
+from api.prometheus import UNMATCHED_ROUTE, PrometheusMetrics
 
 # Keys this app adds to the ASGI scope: when the request arrived (so the deadline counts from
 # there), and the route's own outcome (a fallback reason) for the latency histogram.
@@ -33,17 +33,30 @@ def _outcome(scope: Scope, status: int) -> str:
     return outcome if isinstance(outcome, str) else "ok"
 
 
-class RequestMetricsMiddleware:
-    """Times every HTTP request from arrival to the end of its response, by route and outcome."""
+class _HttpMiddleware:
+    """Acts on HTTP requests (``handle``); lifespan and other scopes pass straight through."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestMetricsMiddleware(_HttpMiddleware):
+    """Times every HTTP request from arrival to the end of its response, by route and outcome."""
+
+    def __init__(self, app: ASGIApp, metrics: PrometheusMetrics) -> None:
+        super().__init__(app)
+        self.metrics = metrics
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         scope[STARTED_KEY] = started
         status = 500  # what the client gets if the app raises before responding
@@ -67,7 +80,7 @@ def _too_large(limit: int, size: int | None) -> str:
     return f"request body is {got}; the limit is {limit} bytes"
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(_HttpMiddleware):
     """Refuses request bodies over ``limit`` bytes with a 413 that states the limit.
 
     A declared Content-Length over the limit is refused before reading anything; a body without
@@ -76,13 +89,10 @@ class BodySizeLimitMiddleware:
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit = limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
             await _send_json(send, 413, {"detail": _too_large(self.limit, declared)})

@@ -20,7 +20,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from api.metrics import FallbackReason
+from api.prometheus import FallbackReason
 from api.service import Answer
 
 MAX_ID_LEN = 256

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from api.deadline import RankTimeEstimate
-from api.metrics import ApiMetrics, FallbackReason
+from api.prometheus import FallbackReason, PrometheusMetrics
 from recsys.config import ServeConfig
 from recsys.features import RequestContext
 from recsys.serving import (
@@ -61,7 +61,7 @@ class RecommendationService:
         event_client: aioredis.Redis,
         keys: Keys,
         cfg: ServeConfig,
-        metrics: ApiMetrics,
+        metrics: PrometheusMetrics,
     ) -> None:
         self.client = client  # reads: timeouts of redis_timeout_ms
         self.event_client = event_client  # event writes: timeouts of event_timeout_ms

@@ -38,7 +38,7 @@ from pathlib import Path
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import MULTIPROC_ENV, REQUEST_METRIC, STAGE_METRIC, SWAPS_METRIC
+from api.prometheus import MULTIPROC_ENV, REQUEST_METRIC, STAGE_METRIC, SWAPS_METRIC
 from loadtest.plan import plan_from_dataset
 from loadtest.results import (
     CpuUse,

@@ -9,8 +9,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from api.model_holder import ModelHolder
 from api.service import RecommendationService
-from api.state import ModelHolder
 from tests.test_api_support import Built, api_client, build_small
 
 

@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HolderDep, MetricsDep, ServiceDep
-from api.metrics import CONTENT_TYPE
+from api.prometheus import CONTENT_TYPE
 from api.schemas import Health
 
 router = APIRouter(tags=["operations"])

@@ -61,7 +61,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-class ApiMetrics:
+class PrometheusMetrics:
     """Every metric the API exports, with the few operations the request path needs."""
 
     def __init__(self) -> None:
