@@ -91,18 +91,18 @@ def train_stage2(
         )
     with timer.stage("train ranker"):
         result = train_ranker(training, settings.ranker)
-    info = RankerSummary(
+    info = RankerSummary(  # the JSON keys keep the model's field order
         label_split=split.mode,
         cut_ts=split.cut_ts,
         label_users=len(requests.users),
         groups_with_label=len(training.group_sizes),
-        rows=result.n_rows,
-        train_groups=result.n_train_groups,
-        valid_groups=result.n_valid_groups,
         best_iteration=result.best_iteration,
         valid_ndcg_at_10=round(result.valid_ndcg_at_10, 5),
+        rows=result.n_rows,
         features=list(FEATURE_NAMES),
+        train_groups=result.n_train_groups,
         feature_importance_gain=Ranker(result.booster).feature_importance(),
+        valid_groups=result.n_valid_groups,
     )
     log.info(
         "ranker: %s groups, valid NDCG@10 %.4f at %d trees",
