@@ -68,13 +68,12 @@ class PrometheusMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         if multiprocess_dir() is None:
             ProcessCollector(registry=self.registry)  # CPU and memory; per process only
-        self.request_seconds = Histogram(
+        self.request_seconds = self._histogram(
             REQUEST_METRIC,
             "Time from the request's arrival to its response, by route template and outcome "
             "(ok, a fallback reason, 4xx, 5xx).",
             ["route", "outcome"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
+            LATENCY_BUCKETS_S,
         )
         self.fallbacks = Counter(
             "recsys_fallbacks",
@@ -82,14 +81,13 @@ class PrometheusMetrics:
             ["reason"],
             registry=self.registry,
         )
-        self.stage_seconds = Histogram(
+        self.stage_seconds = self._histogram(
             STAGE_METRIC,
             "Time per stage of GET /recommendations: redis (one pipelined read), rank "
             "(features + LightGBM, including the wait for a rank thread), within it features "
             "and model (the ranker's own run), serialise.",
             ["stage"],
-            buckets=STAGE_BUCKETS_S,
-            registry=self.registry,
+            STAGE_BUCKETS_S,
         )
         self.model_info = Gauge(
             "recsys_model_info",
@@ -106,6 +104,11 @@ class PrometheusMetrics:
         self._stages = {s: self.stage_seconds.labels(stage=s) for s in STAGES}
         self._fallbacks = {r: self.fallbacks.labels(reason=r) for r in FALLBACK_REASONS}
         self._requests: dict[tuple[str, str], Histogram] = {}
+
+    def _histogram(
+        self, name: str, documentation: str, labels: list[str], buckets: tuple[float, ...]
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
 
     def observe_request(self, route: str, outcome: str, seconds: float) -> None:
         child = self._requests.get((route, outcome))
