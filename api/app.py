@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 
 from api.deps import API_KEY_HEADER, require_api_key
 from api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from api.model_holder import ModelHolder
+from api.model_holder import ModelHolder, report_interval_s, serving_ttl_s
 from api.prometheus import PrometheusMetrics
 from api.routes import events, health, recommendations
 from api.service import REDIS_ERRORS, RecommendationService
@@ -76,12 +76,16 @@ def create_app(settings: Settings, artifacts: Path) -> FastAPI:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (recsys serve starts a local one)")
     metrics = PrometheusMetrics()
+    docs = settings.serve.openapi_docs
     app = FastAPI(
         title="recsys",
         summary="Two-stage recommendations: ALS + HNSW candidates, LightGBM LambdaRank ranker.",
         description=DESCRIPTION,
         version="0.1.0",
         lifespan=_lifespan(settings, settings.redis_url, artifacts, metrics),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.metrics = metrics
     _add_routes(app, settings.serve)
@@ -103,9 +107,11 @@ def _lifespan(
         client = redis_client(redis_url, cfg, cfg.redis_timeout_ms)
         event_client = redis_client(redis_url, cfg, cfg.event_timeout_ms)
         keys = Keys(settings.key_prefix)
-        holder = ModelHolder(artifacts, on_swap=metrics.model_swapped)
+        holder = ModelHolder(
+            artifacts, on_swap=metrics.model_swapped, serving_ttl_s=serving_ttl_s(cfg.build_poll_s)
+        )
         try:
-            await holder.refresh(client, keys)
+            await holder.refresh(event_client, keys)
         except REDIS_ERRORS as e:  # start anyway: /readyz reports it and the watcher retries
             holder.last_error = f"cannot read the current build from redis: {e}"
             log.warning("startup: %s", holder.last_error)
@@ -113,14 +119,28 @@ def _lifespan(
         app.state.holder = holder
         app.state.service = service
         stop_watching = asyncio.Event()
-        watcher = asyncio.create_task(holder.watch(client, keys, cfg.build_poll_s, stop_watching))
+        # the background tasks use the event pool: its timeout is the longer one
+        tasks = [
+            asyncio.create_task(holder.watch(event_client, keys, cfg.build_poll_s, stop_watching)),
+            asyncio.create_task(
+                holder.keep_reporting(
+                    event_client,
+                    keys,
+                    report_interval_s(cfg.build_poll_s),
+                    stop_watching,
+                    also=service.read_redis_stats,
+                )
+            ),
+        ]
         try:
             yield
         finally:
             stop_watching.set()
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await holder.forget_serving(event_client, keys)
             service.close()
             await client.aclose()
             await event_client.aclose()

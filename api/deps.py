@@ -55,16 +55,29 @@ async def get_started(request: Request) -> float:
     return started if isinstance(started, float) else time.perf_counter()
 
 
+def _key_matches(request: Request, given: str | None) -> bool:
+    """True when no key is configured, or ``given`` is it; constant-time so the key can't be
+    guessed from response times."""
+    expected: bytes | None = request.app.state.api_key
+    if expected is None:
+        return True
+    return given is not None and secrets.compare_digest(given.encode("latin-1"), expected)
+
+
 async def require_api_key(
     request: Request, given: Annotated[str | None, Security(api_key_header)]
 ) -> None:
-    """401 unless the X-API-Key header matches; constant-time so the key can't be guessed from
-    response times. Only attached to routes when a key is configured."""
-    expected: bytes | None = request.app.state.api_key
-    if expected is None:
-        return
-    if given is None or not secrets.compare_digest(given.encode("latin-1"), expected):
+    """401 unless the X-API-Key header matches. Only attached to routes when a key is
+    configured."""
+    if not _key_matches(request, given):
         raise HTTPException(401, detail=f"missing or invalid {API_KEY_HEADER} header")
+
+
+async def caller_is_trusted(request: Request) -> bool:
+    """Whether to show a caller internals (/readyz details: Redis address, artifacts path):
+    always without a key configured, else only with the right key. Read from the raw header
+    so that the probe itself stays open, and undocumented as a security requirement."""
+    return _key_matches(request, request.headers.get(API_KEY_HEADER))
 
 
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
@@ -72,3 +85,4 @@ HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[PrometheusMetrics, Depends(get_metrics)]
 ModelDep = Annotated[ServingModel, Depends(get_model)]
 StartedDep = Annotated[float, Depends(get_started)]
+TrustedDep = Annotated[bool, Depends(caller_is_trusted)]

@@ -4,14 +4,21 @@ A build publishes itself by writing its version to the Redis pointer ``<prefix>:
 Each worker polls that pointer every ``build_poll_s``; on a change it loads the new build's
 ranker and item table in a thread (the event loop keeps serving), warms it, and swaps it in with
 one attribute assignment. Requests take a reference to the current ``ServingModel`` once, at
-their start, and use it to the end: a request in flight during a swap finishes on the old build,
-whose Redis keys survive until it falls beyond ``keep_builds`` (2 by default).
+their start, and use it to the end: a request in flight during a swap finishes on the old build.
+
+Each worker also records, every ``build_poll_s``, which builds it holds or is loading (issue
+12): garbage collection keeps a superseded build's keys while any worker still reports it, so
+a worker that has not swapped yet, or failed to load the new build, never loses the keys it
+reads. A pointer that is not a build version is ignored (it would be used as a path).
 """
 
 import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import Callable
+import os
+import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +29,29 @@ from api.service import REDIS_ERRORS
 from recsys.errors import RecsysError
 from recsys.features import FEATURE_NAMES
 from recsys.serving import ServingModel
+from recsys.store.builds import HOST, forget_serving, record_serving
 from recsys.store.keys import Keys
 from recsys.store.user_store import current_build_async
+from recsys.versions import is_build_version
 
 log = logging.getLogger(__name__)
 
 SwapListener = Callable[[str | None, str], None]
+# A worker's report of the builds it holds lives this many polls (at least SERVING_TTL_MIN_S):
+# a few missed beats (a busy event loop, a Redis restart) must not make a held build look free.
+SERVING_TTL_POLLS = 5
+SERVING_TTL_MIN_S = 15.0
+# Reports (and the Redis memory read for /metrics) at most once a second, however fast builds
+# are polled: nothing needs them fresher.
+REPORT_MIN_INTERVAL_S = 1.0
+
+
+def report_interval_s(build_poll_s: float) -> float:
+    return max(REPORT_MIN_INTERVAL_S, build_poll_s)
+
+
+def serving_ttl_s(build_poll_s: float) -> float:
+    return max(SERVING_TTL_MIN_S, SERVING_TTL_POLLS * report_interval_s(build_poll_s))
 
 
 def load_warm(artifacts: Path, version: str) -> ServingModel:
@@ -50,11 +74,37 @@ def freeze_long_lived() -> None:
 
 
 class ModelHolder:
-    def __init__(self, artifacts: Path, on_swap: SwapListener | None = None) -> None:
+    def __init__(
+        self, artifacts: Path, on_swap: SwapListener | None = None, serving_ttl_s: float = 15.0
+    ) -> None:
         self.artifacts = artifacts
         self.model: ServingModel | None = None
         self.last_error: str | None = None
+        # the served build's ready key, checked by /readyz; None for a build published before
+        # ready keys existed (nothing to check)
+        self.ready_key: str | None = None
+        self.worker = f"{HOST}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.serving_ttl_s = serving_ttl_s
+        self._loading: str | None = None
+        self._reported: set[str] = set()
         self._on_swap = on_swap
+
+    @property
+    def held_versions(self) -> set[str]:
+        """The builds this worker needs the keys of: the one it serves, the one it loads."""
+        return {v for v in (self.model.version if self.model else None, self._loading) if v}
+
+    async def report_serving(self, client: aioredis.Redis, keys: Keys) -> None:
+        """Record the builds this worker holds (raises one of REDIS_ERRORS on failure)."""
+        held = self.held_versions
+        await record_serving(client, keys, self.worker, held, self._reported, self.serving_ttl_s)
+        self._reported = held
+
+    async def forget_serving(self, client: aioredis.Redis, keys: Keys) -> None:
+        """At shutdown: this worker holds nothing any more (best effort, a second at most)."""
+        with contextlib.suppress(*REDIS_ERRORS):
+            async with asyncio.timeout(1.0):
+                await forget_serving(client, keys, self.worker, self._reported)
 
     async def refresh(self, client: aioredis.Redis, keys: Keys) -> None:
         """Load the build the Redis pointer names, if it is not the one we hold.
@@ -66,16 +116,33 @@ class ModelHolder:
         if version is None:
             self._problem("no build has been published to Redis yet")
             return
+        if not is_build_version(version):
+            self._problem(f"ignoring {keys.current} = {version!r}: not a build version")
+            return
         if self.model is not None and self.model.version == version:
             self.last_error = None
             return
+        self._loading = version
         try:
+            # before the load: a build being loaded is held too
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.report_serving(client, keys)
             model = await asyncio.to_thread(load_warm, self.artifacts, version)
+            has_ready_key = bool(await client.exists(keys.build_ready(version)))
         except (RecsysError, LightGBMError, OSError, ValueError, KeyError) as e:
             self._problem(f"cannot load build {version} from {self.artifacts}: {e}")
             return
+        finally:
+            self._loading = None
+        if not has_ready_key:
+            log.warning(
+                "build %s has no ready key in Redis (published by an older version, or its "
+                "keys are gone): /readyz cannot check that its keys are still there",
+                version,
+            )
         old = self.model.version if self.model else None
         self.model = model
+        self.ready_key = keys.build_ready(version) if has_ready_key else None
         self.last_error = None
         freeze_long_lived()
         if self._on_swap is not None:
@@ -99,6 +166,26 @@ class ModelHolder:
                 await self.refresh(client, keys)
             except REDIS_ERRORS as e:
                 self._problem(f"cannot read the current build from redis: {e}")
+
+    async def keep_reporting(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        every_s: float,
+        stop: asyncio.Event,
+        also: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Every ``every_s``: record the builds held, then run ``also`` (e.g. reading Redis'
+        memory for /metrics). A task of its own: the watcher can be busy loading a build for
+        longer than a report lives."""
+        while not stop.is_set():
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.report_serving(client, keys)
+            if also is not None:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await also()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
 
     def _problem(self, message: str) -> None:
         if message != self.last_error:  # log changes, not every poll

@@ -11,7 +11,8 @@ any one worker) sums all of them. ``recsys serve`` sets it up for ``workers > 1`
 """
 
 import os
-from typing import Literal, get_args
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -54,6 +55,30 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_METRIC = "recsys_http_request_duration_seconds"
 STAGE_METRIC = "recsys_stage_duration_seconds"
 SWAPS_METRIC = "recsys_model_swaps"  # a counter: exported as recsys_model_swaps_total
+REDIS_MEMORY_METRIC = "recsys_redis_memory_bytes"
+REDIS_KEYS_METRIC = "recsys_redis_keys"
+
+
+@dataclass(frozen=True)
+class RedisStats:
+    """What /metrics shows of Redis, from INFO memory, keyspace and stats."""
+
+    used_memory_bytes: int
+    maxmemory_bytes: int
+    keys: int
+    expiring_keys: int
+    evicted_keys: int
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any], db: int) -> "RedisStats":
+        space = info.get(f"db{db}") or {}
+        return cls(
+            used_memory_bytes=int(info.get("used_memory", 0)),
+            maxmemory_bytes=int(info.get("maxmemory", 0)),
+            keys=int(space.get("keys", 0)),
+            expiring_keys=int(space.get("expires", 0)),
+            evicted_keys=int(info.get("evicted_keys", 0)),
+        )
 
 
 def multiprocess_dir() -> str | None:
@@ -101,6 +126,29 @@ class PrometheusMetrics:
             "Builds loaded and switched to without a restart (the first load included).",
             registry=self.registry,
         )
+        # Redis, read by every worker each build_poll_s off the request path (the most recent
+        # reading wins across workers)
+        self.redis_memory = Gauge(
+            REDIS_MEMORY_METRIC,
+            "Redis memory: used (used_memory) and the ceiling (maxmemory; 0: none).",
+            ["kind"],
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+        self.redis_keys = Gauge(
+            REDIS_KEYS_METRIC,
+            "Keys in the Redis database: all, and expiring (those with a TTL: event lists).",
+            ["kind"],
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+        self.redis_evicted = Gauge(
+            "recsys_redis_evicted_keys",
+            "Keys Redis evicted at its memory ceiling since it started; with a volatile-* "
+            "policy only event lists.",
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
         self._stages = {s: self.stage_seconds.labels(stage=s) for s in STAGES}
         self._fallbacks = {r: self.fallbacks.labels(reason=r) for r in FALLBACK_REASONS}
         self._requests: dict[tuple[str, str], Histogram] = {}
@@ -128,6 +176,13 @@ class PrometheusMetrics:
             self.model_info.labels(version=old_version).set(0)
         self.model_info.labels(version=new_version).set(1)
         self.model_swaps.inc()
+
+    def redis_read(self, stats: RedisStats) -> None:
+        self.redis_memory.labels(kind="used").set(stats.used_memory_bytes)
+        self.redis_memory.labels(kind="max").set(stats.maxmemory_bytes)
+        self.redis_keys.labels(kind="all").set(stats.keys)
+        self.redis_keys.labels(kind="expiring").set(stats.expiring_keys)
+        self.redis_evicted.set(stats.evicted_keys)
 
     def render(self) -> bytes:
         """The text exposition format: this process's registry, or every worker's files."""

@@ -177,13 +177,15 @@ class Health(BaseModel):
     )
     model_version: str | None = Field(
         None,
-        description="The build this worker serves; null before the first build is loaded.",
+        description="The build this worker serves; null before the first build is loaded, and "
+        "on /readyz for callers without the API key when one is configured.",
         examples=["20261125T101530Z-3fa2c1"],
     )
     detail: str | None = Field(
         None,
-        description="What is wrong, when something is (Redis down, no build, a build that failed "
-        "to load while an older one keeps serving).",
+        description="What is wrong, when something is (Redis down, no build, the served build's "
+        "keys gone, a build that failed to load while an older one keeps serving); on /readyz "
+        "only for callers with the API key when one is configured.",
         examples=[None, "redis: Error 111 connecting to 127.0.0.1:6379. Connection refused."],
     )
 

@@ -7,6 +7,8 @@ shared Prometheus directory so ``/metrics`` sums all workers.
 """
 
 import contextlib
+import ipaddress
+import logging
 import os
 import shutil
 import tempfile
@@ -16,9 +18,11 @@ from pathlib import Path
 import uvicorn
 
 from recsys.artifacts import REDIS_DIR
-from recsys.config import Settings
+from recsys.config import ServeConfig, Settings
 from recsys.errors import ArtifactError
 from recsys.store.server import redis_url_or_local
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
 
@@ -29,12 +33,34 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it 
 _OMP_THREADS = "1"
 
 
+def exposure_warning(cfg: ServeConfig) -> str | None:
+    """What is wrong with listening on ``cfg.host`` without an API key, if anything."""
+    if cfg.api_key is not None:
+        return None
+    try:
+        loopback = ipaddress.ip_address(cfg.host).is_loopback
+    except ValueError:  # a host name
+        loopback = cfg.host == "localhost"
+    if loopback:
+        return None
+    return (
+        f"listening on {cfg.host} without an API key: anyone who can reach port {cfg.port} can "
+        "read what users watched (through their recommendations) and write events for them. "
+        "Set RECSYS_SERVE__API_KEY, or listen on 127.0.0.1 behind a proxy that authenticates."
+    )
+
+
 def serve(artifacts: Path, settings: Settings) -> None:
+    warning = exposure_warning(settings.serve)
+    if warning:
+        log.warning("%s", warning)
     if not artifacts.is_dir():
         raise ArtifactError(f"{artifacts}: no such artifacts directory; run `recsys build` first")
     os.environ.setdefault("OMP_NUM_THREADS", _OMP_THREADS)
     cfg = settings.serve
-    with redis_url_or_local(settings.redis_url, artifacts / REDIS_DIR) as url:
+    with redis_url_or_local(
+        settings.redis_url, artifacts / REDIS_DIR, settings.redis_server
+    ) as url:
         if cfg.workers == 1:
             from api.app import create_app
 

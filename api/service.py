@@ -18,10 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.deadline import RankTimeEstimate
-from api.prometheus import FallbackReason, PrometheusMetrics
+from api.prometheus import FallbackReason, PrometheusMetrics, RedisStats
 from recsys.config import ServeConfig
 from recsys.features import RequestContext
 from recsys.serving import (
@@ -45,6 +46,12 @@ SERIALISE_RESERVE_S = 0.003
 # What Redis failures look like from redis-py's asyncio client: its own errors, our
 # asyncio timeouts, and socket errors raised while (re)connecting.
 REDIS_ERRORS = (RedisError, TimeoutError, OSError)
+# An event write meets these while Redis restarts (refused or dropped connections, the data
+# still loading): worth another try within the write's budget. A timeout is not: the budget
+# is spent.
+RETRYABLE_WRITE_ERRORS = (RedisConnectionError, BusyLoadingError, ConnectionRefusedError)
+WRITE_RETRY_FIRST_S = 0.01
+WRITE_RETRY_MAX_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -108,22 +115,60 @@ class RecommendationService:
 
         Bounded by ``event_timeout_ms``, not the reads' ``redis_timeout_ms``: near saturation a
         20 ms budget turned writes into 503s that a read would have survived with a fallback.
+        Within that budget a write retries (10 ms, doubling to 200 ms) while Redis refuses
+        connections or loads its data, so a restart of Redis shorter than the budget costs
+        clients latency, not errors. The transaction is all-or-nothing, so a retried write is
+        at worst a duplicate event, which is harmless.
         """
+        cfg = self.cfg
+        pause_s = WRITE_RETRY_FIRST_S
         async with asyncio.timeout(self.event_timeout_s):
-            await append_event_async(
-                self.event_client, self.keys, user_id, event, self.cfg.max_events_per_user
-            )
+            while True:
+                try:
+                    await append_event_async(
+                        self.event_client,
+                        self.keys,
+                        user_id,
+                        event,
+                        cfg.max_events_per_user,
+                        cfg.events_ttl_s,
+                    )
+                    return
+                except RETRYABLE_WRITE_ERRORS:
+                    await asyncio.sleep(pause_s)
+                    pause_s = min(pause_s * 2, WRITE_RETRY_MAX_S)
 
-    async def redis_problem(self) -> str | None:
-        """None when Redis answers a PING in time, else what went wrong."""
+    async def redis_problem(self, ready_key: str | None = None) -> str | None:
+        """None when Redis answers a PING in time and ``ready_key`` (the served build's) is
+        there, else what is wrong."""
         try:
             async with asyncio.timeout(self.redis_timeout_s):
-                await self.client.ping()
+                if ready_key is None:
+                    await self.client.ping()
+                    return None
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.ping()
+                    pipe.exists(ready_key)
+                    _, present = await pipe.execute()
         except TimeoutError:
             return f"redis: no answer within {self.cfg.redis_timeout_ms:g} ms"
         except (RedisError, OSError) as e:
             return f"redis: {e}"
+        if not present:
+            return f"the served build's keys are gone from redis ({ready_key} is missing)"
         return None
+
+    async def read_redis_stats(self) -> None:
+        """Redis memory and key counts into the metrics; off the request path (a background
+        task), on the event pool whose timeout is the longer one."""
+        async with asyncio.timeout(self.event_timeout_s):
+            async with self.event_client.pipeline(transaction=False) as pipe:
+                pipe.info("memory")
+                pipe.info("keyspace")
+                pipe.info("stats")
+                memory, keyspace, stats = await pipe.execute()
+        db = int(self.event_client.connection_pool.connection_kwargs.get("db", 0))
+        self.metrics.redis_read(RedisStats.from_info({**memory, **keyspace, **stats}, db))
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

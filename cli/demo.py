@@ -1,4 +1,10 @@
-"""``recsys demo``: the whole lifecycle on embedded defaults, end to end in about two minutes."""
+"""``recsys demo``: the whole lifecycle on embedded defaults, end to end in about two minutes.
+
+The demo replaces its ``--out`` folder on each run, so it deletes only a folder it created: one
+holding its marker file. Anything else that is not empty is refused (issue 12: ``--out ~`` used
+to delete the home folder). It runs on a Redis of its own unless ``--redis-url`` names one
+(``cli.main`` sees to that).
+"""
 
 import contextlib
 import json
@@ -19,6 +25,7 @@ from offline.data import synth
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.data.load import load_dataset
+from recsys.errors import RecsysError
 from recsys.net import free_port
 from recsys.pipeline import run_build
 from recsys.store.connect import open_redis
@@ -26,15 +33,41 @@ from recsys.store.connect import open_redis
 log = logging.getLogger(__name__)
 
 
+DEMO_MARKER = ".recsys-demo"
+
+
+def prepare_out(out: Path) -> None:
+    """An empty ``out`` with the demo's marker; an earlier demo's folder is replaced, anything
+    else that is not empty is refused (``RecsysError``) before anything is touched."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise RecsysError(f"--out {out}: not a folder (a file or a symlink); choose another")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).is_file():
+            raise RecsysError(
+                f"--out {out} is not empty and was not created by recsys demo (no {DEMO_MARKER} "
+                "in it): refusing to delete it. Choose a new or empty folder."
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text(
+        "Created by `recsys demo`, which deletes and recreates this folder on its next run.\n"
+    )
+
+
 def demo(out: Path, users: int, items: int, settings: Settings) -> None:
-    shutil.rmtree(out, ignore_errors=True)
+    prepare_out(out)
     data, artifacts, report = out / "data", out / "artifacts", out / "report"
     log.info("1/4 synthetic data -> %s", data)
     synth(data, users=users, items=items, seed=7)
     log.info("2/4 evaluation (leave-last-out) -> %s", report)
     run_eval(data, report, "leave-last-out", settings)
     log.info("3/4 build on all data -> %s", artifacts)
-    with open_redis(settings.redis_url, artifacts / REDIS_DIR) as (client, url):
+    with open_redis(
+        settings.redis_url,
+        artifacts / REDIS_DIR,
+        client_cfg=settings.redis_client,
+        server_cfg=settings.redis_server,
+    ) as (client, url):
         build = run_build(load_dataset(data), artifacts, client, settings)
         log.info("4/4 serve and ask")
         port = free_port()

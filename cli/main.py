@@ -5,6 +5,10 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
 
 from eval.cli import add_eval_arguments  # argparse and pathlib only: --help stays instant
 from loadtest.cli import add_loadtest_arguments  # the same
@@ -34,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--artifacts", type=Path, required=True)
     b.add_argument("--redis-url")
 
+    g = sub.add_parser(
+        "gc", help="remove what killed builds left, and builds no serving worker needs"
+    )
+    g.add_argument("--artifacts", type=Path, required=True)
+    g.add_argument("--redis-url")
+
     e = sub.add_parser("eval", help="hold out, build, score, write a report")
     add_eval_arguments(e)
 
@@ -48,10 +58,26 @@ def _parser() -> argparse.ArgumentParser:
     add_loadtest_arguments(lt)
 
     d = sub.add_parser("demo", help="the whole lifecycle on embedded defaults")
-    d.add_argument("--out", type=Path, default=Path("demo-output"))
+    d.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-output"),
+        help="a new or empty folder, or one an earlier demo created (it is replaced)",
+    )
     d.add_argument("--users", type=int, default=4000)
     d.add_argument("--items", type=int, default=800)
+    d.add_argument(
+        "--redis-url",
+        help="use this Redis (keys under the prefix recsys-demo); default: a local server of "
+        "the demo's own, whatever RECSYS_REDIS_URL says",
+    )
     return p
+
+
+# demo and loadtest write synthetic builds and events: they never go into the Redis that
+# RECSYS_REDIS_URL configures (production, say) unless --redis-url names one, and then under
+# a key prefix of their own, so they can never publish over a real build (issue 12)
+TOOL_KEY_PREFIXES = {"demo": "recsys-demo", "loadtest": "recsys-loadtest"}
 
 
 def _positive(parser: argparse.ArgumentParser, **values: int) -> None:
@@ -88,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "redis_url", None):
             overrides["redis_url"] = args.redis_url
         settings = Settings(**overrides)  # type: ignore[arg-type]
+        if args.command in TOOL_KEY_PREFIXES:
+            settings = _tool_settings(settings, args.redis_url, TOOL_KEY_PREFIXES[args.command])
         if args.command == "serve":
             flags = {"host": args.host, "port": args.port, "workers": args.workers}
             given = {k: v for k, v in flags.items() if v is not None}
@@ -103,6 +131,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _tool_settings(settings: "Settings", explicit_url: str | None, prefix: str) -> "Settings":
+    if settings.redis_url and not explicit_url:
+        logging.getLogger("recsys").info(
+            "not using RECSYS_REDIS_URL: this command starts a Redis of its own unless "
+            "--redis-url names one"
+        )
+    if explicit_url:
+        return settings.model_copy(update={"redis_url": explicit_url, "key_prefix": prefix})
+    return settings.model_copy(update={"redis_url": None})
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "object") -> int:
@@ -122,6 +161,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
         from offline.build import build
 
         build(args.data_dir, args.artifacts, settings)
+    elif args.command == "gc":
+        from offline.gc import gc
+
+        for line in gc(args.artifacts, settings).lines():
+            print(line)
     elif args.command == "eval":
         from eval.cli import run_from_args
 

@@ -190,19 +190,27 @@ def _artifacts_dir(given: Path | None) -> Iterator[Path]:
 def _own_server(
     opts: LoadtestOptions, settings: Settings, artifacts: Path
 ) -> Iterator[tuple[str, int]]:
-    """A local Redis (or ``settings.redis_url``) with a build in it, served by ``recsys serve``.
+    """A local Redis (or the one ``--redis-url`` named) with a build in it, served by
+    ``recsys serve``.
 
-    On our own local Redis, events left by an earlier run are cleared, so every run starts
-    from the build's state; a Redis given by URL may hold real users' events, kept as they are.
+    Events left by an earlier run are cleared, so every run starts from the build's state: on
+    our own Redis, or under the load test's own key prefix on a given one (``cli.main`` never
+    lets it use another prefix there).
     """
-    with open_redis(settings.redis_url, artifacts / REDIS_DIR) as (client, redis_url):
+    with open_redis(
+        settings.redis_url,
+        artifacts / REDIS_DIR,
+        client_cfg=settings.redis_client,
+        server_cfg=settings.redis_server,
+    ) as (client, redis_url):
         _ensure_build(opts, settings, artifacts, client)
-        if settings.redis_url is None:
-            cleared = unlink_matching(client, Keys(settings.key_prefix).events_pattern)
-            if cleared:
-                log.info("cleared the events of %d users left by an earlier run", cleared)
+        cleared = unlink_matching(client, Keys(settings.key_prefix).events_pattern)
+        if cleared:
+            log.info("cleared the events of %d users left by an earlier run", cleared)
         workers = opts.workers or settings.serve.workers
-        with _serve(artifacts, redis_url, workers, opts.out / "server.log") as served:
+        with _serve(
+            artifacts, redis_url, settings.key_prefix, workers, opts.out / "server.log"
+        ) as served:
             yield served
 
 
@@ -229,13 +237,17 @@ def _synthesise(opts: LoadtestOptions, out: Path) -> Path:
 
 @contextlib.contextmanager
 def _serve(
-    artifacts: Path, redis_url: str, workers: int, log_path: Path
+    artifacts: Path, redis_url: str, key_prefix: str, workers: int, log_path: Path
 ) -> Iterator[tuple[str, int]]:
-    """``recsys serve`` in a subprocess on a free port: (URL, pid) once every worker is up."""
+    """``recsys serve`` in a subprocess on a free port: (URL, pid) once every worker is up.
+
+    The Redis URL goes through the environment, never the command line, which any user on the
+    machine can read (``ps``) and which would show its password."""
     port = free_port()
     cmd = [sys.executable, "-m", "cli.main", "serve", "--artifacts", str(artifacts)]
-    cmd += ["--port", str(port), "--workers", str(workers), "--redis-url", redis_url]
+    cmd += ["--port", str(port), "--workers", str(workers)]
     env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
+    env |= {"RECSYS_REDIS_URL": redis_url, "RECSYS_KEY_PREFIX": key_prefix}
     log.info("starting recsys serve with %d worker(s) on port %d", workers, port)
     with log_path.open("ab") as server_log:
         server = subprocess.Popen(cmd, env=env, stdout=server_log, stderr=subprocess.STDOUT)

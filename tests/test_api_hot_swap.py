@@ -94,9 +94,9 @@ def test_a_build_that_cannot_be_loaded_leaves_the_current_one_serving(
 ) -> None:
     user = built.known_users(1)[0]
     with api_client(built) as api:
-        redis_client.set(built.keys.current, "20990101T000000Z-missing")
+        redis_client.set(built.keys.current, "20990101T000000Z-0badc0")
         deadline = time.monotonic() + 10
-        while "missing" not in (_holder(api).last_error or ""):
+        while "0badc0" not in (_holder(api).last_error or ""):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         body = api.get(f"/recommendations/{user}").json()
@@ -105,7 +105,7 @@ def test_a_build_that_cannot_be_loaded_leaves_the_current_one_serving(
     assert body["model_version"] == built.version
     assert body["fallback"] is None
     assert ready.status_code == 200
-    assert "cannot load build 20990101T000000Z-missing" in ready.json()["detail"]
+    assert "cannot load build 20990101T000000Z-0badc0" in ready.json()["detail"]
 
 
 def test_the_swap_shows_in_the_metrics(built: Built) -> None:

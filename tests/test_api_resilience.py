@@ -25,7 +25,8 @@ DEADLINE_S = 0.100
 
 @pytest.fixture(scope="module")
 def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
-    server = LocalRedis(tmp_path_factory.mktemp("redis"), port=free_port())
+    # DEBUG SLEEP stalls it below; Redis 7 refuses DEBUG unless allowed (local connections)
+    server = LocalRedis(tmp_path_factory.mktemp("redis"), port=free_port(), debug_command=True)
     server.start()
     yield server
     server.stop()

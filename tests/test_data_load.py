@@ -252,6 +252,29 @@ def test_negative_timestamps(tmp_path: Path) -> None:
     assert "interactions.csv" in message and "'timestamp'" in message and "negative" in message
 
 
+def test_timestamps_past_2106_are_refused(tmp_path: Path) -> None:
+    """Issue 12: 5e9 passed (below the millisecond guess) and wrapped to 705032704 in the
+    uint32 history codec."""
+    write(tmp_path, interactions({Columns.timestamp: [5_000_000_000, 1, 2]}))
+    message = load_error(tmp_path)
+    assert "interactions.csv" in message and "'timestamp'" in message
+    assert "5000000000" in message and "4294967295" in message
+    write(tmp_path, interactions({Columns.timestamp: [4_294_967_295, 1, 2]}))
+    assert load_dataset(tmp_path).interactions[Columns.timestamp].max() == 4_294_967_295
+
+
+def test_negative_weights_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, interactions({Columns.weight: [1.0, -0.5, 2.0]}))
+    message = load_error(tmp_path)
+    assert "interactions.csv" in message and "'weight'" in message and "negative" in message
+
+
+def test_weights_beyond_float32_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, interactions({Columns.weight: [1.0, 1e300, 2.0]}), fmt="parquet")
+    message = load_error(tmp_path)
+    assert "'weight'" in message and "too large" in message
+
+
 def test_negative_release_ts_is_fine(tmp_path: Path) -> None:
     """Films from before 1970 have negative unix release times."""
     write(tmp_path, its=items({Columns.release_ts: [-1_000_000_000, 0]}))

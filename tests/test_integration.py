@@ -160,7 +160,8 @@ def test_health_and_readiness(api: TestClient, built: tuple[Settings, BuildResul
 def test_rebuilds_keep_the_previous_build_and_drop_older(
     dataset: Dataset, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    settings = small_settings(redis_url, keep_builds=2)
+    # no serving worker holds a build and no grace period: a build past keep_builds goes at once
+    settings = small_settings(redis_url, keep_builds=2, retire_grace_s=0)
     keys = Keys(settings.key_prefix)
     versions = [run_build(dataset, tmp_path, redis_client, settings).version for _ in range(3)]
     assert current_build(redis_client, keys) == versions[-1]

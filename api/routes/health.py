@@ -1,10 +1,12 @@
 """Probes and metrics: /healthz (liveness), /readyz (readiness), /metrics (Prometheus)."""
 
+from typing import Literal
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HolderDep, MetricsDep, ServiceDep
+from api.deps import HolderDep, MetricsDep, ServiceDep, TrustedDep
 from api.prometheus import CONTENT_TYPE
 from api.schemas import Health
 
@@ -22,19 +24,30 @@ async def healthz() -> Health:
     response_model=Health,
     responses={503: {"model": Health, "description": "No usable build, or Redis not answering."}},
 )
-async def readyz(holder: HolderDep, service: ServiceDep) -> Health | JSONResponse:
-    """Ready when a build is loaded and Redis answers a PING within redis_timeout_ms.
+async def readyz(
+    holder: HolderDep, service: ServiceDep, trusted: TrustedDep
+) -> Health | JSONResponse:
+    """Ready when a build is loaded, Redis answers a PING within redis_timeout_ms, and the
+    served build's keys are still in Redis.
 
     A 503 takes the worker out of a load balancer's rotation while Redis is down, even though
-    /recommendations still answers (from popular items).
+    /recommendations still answers (from popular items). With an API key configured, the build
+    and the details (which name the Redis address and artifacts path) are shown only to callers
+    that send the key; the status code is the same for everyone.
     """
     model = holder.model
     version = model.version if model else None
-    problem = await service.redis_problem() if model else holder.last_error or "no build loaded"
+    if model:
+        problem = await service.redis_problem(holder.ready_key)
+    else:
+        problem = holder.last_error or "no build loaded"
+    status: Literal["ok", "unavailable"] = "unavailable" if problem else "ok"
+    body = Health(status=status, model_version=version, detail=problem or holder.last_error)
+    if not trusted:
+        body = Health(status=status)
     if problem:
-        body = Health(status="unavailable", model_version=version, detail=problem)
         return JSONResponse(body.model_dump(), status_code=503)
-    return Health(status="ok", model_version=version, detail=holder.last_error)
+    return body
 
 
 @router.get(

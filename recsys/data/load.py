@@ -22,6 +22,10 @@ ITEMS: str = "items"
 MS_THRESHOLD: int = 100_000_000_000
 """Unix seconds above this are year 5138: such values are almost surely milliseconds."""
 
+MAX_EVENT_TS: int = 2**32 - 1
+"""The last event time that can be stored: histories keep unix seconds as uint32 (until
+2106-02-07). A later one would wrap (5e9 became 705032704, issue 12)."""
+
 _MAX_REASON = 160
 _INFER_ROWS = 10_000
 _EXAMPLES = 3
@@ -126,7 +130,21 @@ def _normalise_interactions(frame: pl.DataFrame, file: str) -> pl.DataFrame:
     user = _id_column(frame, Columns.user, file)
     item = _id_column(frame, Columns.item, file)
     ts = _unix_seconds(frame, Columns.timestamp, file, allow_negative=False)
+    late = ts.filter(ts > MAX_EVENT_TS)
+    if late.len():
+        what = _count(late.len(), "value")
+        raise DataError(
+            file,
+            f"column '{Columns.timestamp}' has {what} like {late[0]} after {MAX_EVENT_TS} "
+            "(2106-02-07), the last time that can be stored",
+        )
     weight = _optional_float(frame, Columns.weight, file, default=1.0)
+    negative = weight.filter(weight < 0)
+    if negative.len():
+        what = _count(negative.len(), "negative value")
+        raise DataError(
+            file, f"column '{Columns.weight}' has {what} like {negative[0]:g}: weights are >= 0"
+        )
     device = _optional_text(frame, Columns.device, file, default=UNKNOWN_DEVICE)
     completion = _optional_float(frame, Columns.completion, file, default=None)
     _check_unit_interval(completion, Columns.completion, file)
@@ -273,10 +291,11 @@ def _optional_float(
         series = series.cast(pl.Null)
     elif not dtype.is_numeric():
         raise DataError(file, f"column '{name}' must be numeric, got {dtype}")
-    series = series.cast(pl.Float32)
+    series = series.cast(pl.Float32)  # a value beyond float32's range becomes inf here
     bad = int((~series.is_finite()).sum())
     if bad:
-        raise DataError(file, f"column '{name}' has {_count(bad, 'NaN or infinite value')}")
+        what = _count(bad, "NaN, infinite or too large value")
+        raise DataError(file, f"column '{name}' has {what} (float32 holds up to 3.4e38)")
     return series if default is None else series.fill_null(default)
 
 

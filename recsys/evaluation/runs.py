@@ -184,7 +184,12 @@ def evaluate_configs(
     out: list[list[Evaluation]] = [[] for _ in configs]
     with (
         tempfile.TemporaryDirectory(prefix="recsys-eval-") as work,
-        open_redis(configs[0].redis_url, Path(work) / "redis") as (client, _),
+        open_redis(
+            configs[0].redis_url,
+            Path(work) / "redis",
+            client_cfg=configs[0].redis_client,
+            server_cfg=configs[0].redis_server,
+        ) as (client, _),
     ):
         for split in splits:
             if split.fold is not None:

@@ -28,11 +28,40 @@ class Keys:
         """Sorted set of published builds, scored by publish time, for clean-up."""
         return f"{self.prefix}:builds"
 
+    @property
+    def building(self) -> str:
+        """Hash of builds being written: version -> in-progress marker (host, pid, expiry),
+        refreshed by a heartbeat; garbage collection leaves live ones alone."""
+        return f"{self.prefix}:building"
+
+    @property
+    def serving(self) -> str:
+        """Sorted set of "<worker> <version>" members scored by expiry: the builds that serving
+        workers hold or are loading. A build in it is not removed."""
+        return f"{self.prefix}:serving"
+
     def user_state(self, build_version: str, user_id: str) -> str:
         return f"{self.prefix}:b:{build_version}:u:{_tagged(user_id)}"
 
+    def build_ready(self, build_version: str) -> str:
+        """Set when a build is published, deleted first when it is removed: /readyz checks it."""
+        return f"{self.prefix}:b:{build_version}:ready"
+
     def build_pattern(self, build_version: str) -> str:
         return f"{self.prefix}:b:{build_version}:*"
+
+    @property
+    def all_builds_pattern(self) -> str:
+        """SCAN pattern of every build's keys (garbage collection)."""
+        return f"{self.prefix}:b:*"
+
+    def version_of_key(self, key: str) -> str | None:
+        """The build version in a build key's name (unchecked text), None for other keys."""
+        head = f"{self.prefix}:b:"
+        if not key.startswith(head):
+            return None
+        version, sep, _ = key[len(head) :].partition(":")
+        return version if sep else None
 
     def events(self, user_id: str) -> str:
         """Real-time events of a user (build-independent, capped list, newest first)."""

@@ -6,15 +6,16 @@ in the "Redis benchmark" page). Online reads fetch the user's build state and re
 events in one pipelined round trip.
 """
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
 
+from recsys.errors import StoreError
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
+from recsys.versions import valid_versions
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def _events(raw: list[bytes]) -> list[WatchEvent]:
 
 
 class BuildWriter:
-    """Writes one build's user states, publishes it, and removes builds past ``keep``."""
+    """Writes one build's user states and publishes it (``recsys.gc`` removes old builds)."""
 
     def __init__(self, client: redis.Redis, keys: Keys, build_version: str) -> None:
         self.client = client
@@ -50,33 +51,53 @@ class BuildWriter:
             pipe.set(self.keys.user_state(self.build_version, user_id), blob)
             pending += 1
             if pending == batch_size:
-                pipe.execute()
+                self._execute(pipe)
                 yield pending
                 pending = 0
         if pending:
-            pipe.execute()
+            self._execute(pipe)
             yield pending
 
-    def publish(self, keep: int) -> list[str]:
-        """Flip the current-build pointer to this build, then delete builds beyond ``keep``.
+    def _execute(self, pipe: "redis.client.Pipeline") -> None:
+        try:
+            pipe.execute()
+        except redis.OutOfMemoryError as e:
+            raise StoreError(full_message(self.client, self.build_version)) from e
 
-        The pointer is written last, so a reader never sees a half-written build. Returns the
-        versions removed."""
-        self.client.zadd(self.keys.builds, {self.build_version: time.time()})
+    def publish(self) -> None:
+        """Mark this build ready, register it, and flip the current-build pointer to it, last,
+        so a reader never sees a half-written build. Registered under Redis' clock (TIME), the
+        one clock every host that collects garbage compares with."""
+        now_s, now_us = self.client.time()
+        self.client.set(self.keys.build_ready(self.build_version), b"1")
+        self.client.zadd(self.keys.builds, {self.build_version: now_s + now_us / 1e6})
         self.client.set(self.keys.current, self.build_version)
-        versions = [_text(v) for v in self.client.zrevrange(self.keys.builds, 0, -1)]
-        removed = versions[keep:]
-        for version in removed:
-            delete_build(self.client, self.keys, version)
-        return removed
 
     def abort(self) -> None:
         """Remove whatever this build wrote (a failed build leaves nothing behind)."""
         delete_build(self.client, self.keys, self.build_version)
 
 
+def full_message(client: redis.Redis, build_version: str) -> str:
+    """Why a build could not be written into a full Redis, and what to change."""
+    try:
+        memory = client.info("memory")
+        ceiling = int(memory.get("maxmemory", 0)) / 2**20
+        policy = memory.get("maxmemory_policy", "?")
+    except redis.RedisError:
+        ceiling, policy = float("nan"), "?"
+    return (
+        f"Redis is full: build {build_version} does not fit under its memory ceiling "
+        f"(maxmemory {ceiling:.0f} MB, policy {policy}), and build data is never evicted. "
+        "Its keys are removed and the current build keeps serving. Raise the ceiling "
+        "(RECSYS_REDIS_SERVER__MAXMEMORY_MB for the embedded server) or lower keep_builds."
+    )
+
+
 def delete_build(client: redis.Redis, keys: Keys, build_version: str) -> int:
-    """Delete every key of a build; returns how many."""
+    """Delete every key of a build; returns how many. The ready key goes first, so a worker
+    still serving the build fails /readyz from the start of the deletion."""
+    client.delete(keys.build_ready(build_version))
     deleted = unlink_matching(client, keys.build_pattern(build_version))
     client.zrem(keys.builds, build_version)
     return deleted
@@ -98,8 +119,13 @@ def unlink_matching(client: redis.Redis, pattern: str, batch_size: int = 5000) -
 
 
 def current_build(client: redis.Redis, keys: Keys) -> str | None:
+    """The published build's version; None when there is none or the pointer holds anything
+    but a build version (logged)."""
     raw = client.get(keys.current)
-    return _text(raw) if raw is not None else None
+    if raw is None:
+        return None
+    valid = valid_versions([_text(raw)], f"redis key {keys.current}")
+    return valid[0] if valid else None
 
 
 def read_user(
@@ -124,6 +150,7 @@ def read_states(
 
 
 async def current_build_async(client: aioredis.Redis, keys: Keys) -> str | None:
+    """The pointer's raw text (checked by the caller, which reports a bad one once)."""
     raw = await client.get(keys.current)
     return _text(raw) if raw is not None else None
 
@@ -139,10 +166,14 @@ async def read_user_async(
 
 
 async def append_event_async(
-    client: aioredis.Redis, keys: Keys, user_id: str, event: WatchEvent, cap: int
+    client: aioredis.Redis, keys: Keys, user_id: str, event: WatchEvent, cap: int, ttl_s: int
 ) -> None:
+    """Push, trim to ``cap``, and (re)start the list's TTL, in one transaction: a list lives
+    ``ttl_s`` past its user's last event, and having a TTL makes it the only kind of key that
+    a volatile-* maxmemory policy may evict."""
     key = keys.events(user_id)
     async with client.pipeline(transaction=True) as pipe:
         pipe.lpush(key, event.to_bytes())
         pipe.ltrim(key, 0, cap - 1)
+        pipe.expire(key, ttl_s)
         await pipe.execute()
