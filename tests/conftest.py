@@ -76,7 +76,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def small_settings(redis_url: str, **overrides: object) -> Settings:
+def small_settings(redis_url: str | None, **overrides: object) -> Settings:
     """Small, fast settings under a key prefix of the caller's own."""
     base: dict[str, object] = {
         "redis_url": redis_url,

@@ -2,16 +2,50 @@
 locust headless for a few seconds; the summary, the reports and the exit code."""
 
 import json
+import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from cli.main import main
+from cli.main import TOOL_KEY_PREFIXES, main
 from recsys.data.dataset import write_dataset
 from recsys.data.synth import generate_synthetic
-from tests.conftest import small_settings
+from recsys.store.server import LocalRedis
+from tests.conftest import free_port, small_settings
 
 LOW_RATE = 20
+SECRET = "pa55-word-that-must-not-leak"
+
+
+@pytest.fixture
+def locked_redis(tmp_path: Path) -> Iterator[str]:
+    """A Redis with a password: the URL the load test is told to use."""
+    server = LocalRedis(tmp_path / "locked-redis", port=free_port())
+    server.start()
+    with redis.Redis.from_url(server.url) as admin:
+        admin.config_set("requirepass", SECRET)
+    url = server.url.replace("redis://", f"redis://:{SECRET}@")
+    try:
+        yield url
+    finally:
+        with redis.Redis.from_url(url) as admin:
+            admin.config_set("requirepass", "")
+        server.stop()
+
+
+def _watch_command_lines(needle: str, seen: list[str], stop: threading.Event) -> None:
+    """Every process's command line (readable by any user, `ps`), every 20 ms."""
+    while not stop.wait(0.02):
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "cli.main serve" in text or needle in text:
+                seen.append(text)
 
 
 @pytest.fixture
@@ -33,16 +67,41 @@ def small_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_a_short_run_passes_and_reports_everything(
-    small_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_env: str,
+    locked_redis: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Told to use a Redis (with a password), the run writes there only under its own key
+    prefix, and the password shows on no command line and in no log (issue 12)."""
+    monkeypatch.setenv("RECSYS_REDIS_URL", small_env)  # configured, but not named: not used
     data, out = tmp_path / "data", tmp_path / "out"
     write_dataset(generate_synthetic(n_users=300, n_items=120, seed=5, events_per_user=20), data)
     argv = ["loadtest", "--data", str(data), "--artifacts", str(tmp_path / "art")]
     argv += ["--users-rate", str(LOW_RATE), "--duration", "4s", "--ramp", "1s"]
-    argv += ["--out", str(out), "--redis-url", small_env]
-    code = main(argv)
+    argv += ["--out", str(out), "--redis-url", locked_redis]
+    command_lines: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_command_lines, args=(SECRET, command_lines, stop))
+    watcher.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            code = main(argv)
+    finally:
+        stop.set()
+        watcher.join()
     printed = capsys.readouterr().out
     assert code == 0, printed
+    assert any("cli.main serve" in c for c in command_lines), "the server was never seen"
+    assert not [c for c in command_lines if SECRET in c]
+    assert SECRET not in caplog.text + printed + (out / "server.log").read_text()
+    with redis.Redis.from_url(locked_redis) as given:
+        prefixes = {k.decode().split(":")[0] for k in given.scan_iter(count=10_000)}
+    assert prefixes == {TOOL_KEY_PREFIXES["loadtest"]}
+    with redis.Redis.from_url(small_env) as configured:
+        assert not list(configured.scan_iter(match=f"{TOOL_KEY_PREFIXES['loadtest']}:*"))
 
     step = out / f"rate-{LOW_RATE}"
     for report in ("locust_stats.csv", "report.html", "outcomes.json", "summary.json"):
@@ -73,6 +132,22 @@ def test_a_short_run_passes_and_reports_everything(
     row = f"| {LOW_RATE} | {total['rps']:.1f} | {total['p50_ms']:g} |"
     assert row in capsys.readouterr().out
     assert row in (out / "series.md").read_text()
+
+
+def test_a_configured_redis_is_not_used_unless_named(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: RECSYS_REDIS_URL (production, say) got a synthetic build and its events. Without
+    --redis-url the load test starts a Redis of its own and never connects to that one."""
+    monkeypatch.setenv("RECSYS_REDIS_URL", redis_url)
+    art = tmp_path / "art"
+    with redis.Redis.from_url(redis_url) as configured:
+        before = configured.info("stats")["total_connections_received"]
+        argv = ["loadtest", "--data", str(tmp_path / "no-such-data"), "--artifacts", str(art)]
+        assert main(argv) == 2  # stops at the missing data, after choosing its Redis
+        after = configured.info("stats")["total_connections_received"]
+    assert after == before
+    assert (art / "redis").is_dir()  # where its own server kept its data
 
 
 def test_host_without_data_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.retry import Retry
 
 from recsys.config import RedisClientConfig, RedisServerConfig
@@ -36,14 +37,32 @@ def redact_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
+# Errors another try cannot fix; redis-py files a wrong password under ConnectionError, which
+# its retries would otherwise repeat for the whole backoff.
+_PERMANENT_ERRORS = (AuthenticationError, AuthorizationError)
+
+
 def client_for(url: str, cfg: RedisClientConfig | None = None) -> redis.Redis:
-    """A client for offline work, checked with a PING (retried like every other command)."""
+    """A client for offline work, checked with a PING (retried like every other command).
+
+    A first PING without retries catches a wrong password at once."""
     cfg = cfg or RedisClientConfig()
+    with redis.Redis.from_url(
+        url,
+        socket_timeout=cfg.socket_timeout_s,
+        socket_connect_timeout=cfg.connect_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    ) as probe:
+        try:
+            probe.ping()
+        except _PERMANENT_ERRORS as e:
+            raise StoreError(f"cannot use Redis at {redact_url(url)}: {e}") from e
+        except redis.RedisError:
+            pass  # maybe passing: the retrying client below tries again
     client = redis.Redis.from_url(
         url,
         socket_timeout=cfg.socket_timeout_s,
         socket_connect_timeout=cfg.connect_timeout_s,
-        health_check_interval=30,
         retry=Retry(
             ExponentialBackoff(cap=cfg.backoff_cap_s, base=cfg.backoff_base_s), cfg.retries
         ),
