@@ -1,0 +1,143 @@
+"""What durability costs a bulk build: the whole build against the embedded Redis three ways.
+
+    python bench/aof_cost.py --size medium [--repeat N] [--out FILE]
+
+* ``no-aof``: no persistence while the build writes (the server before issue 12);
+* ``aof``: AOF, appendfsync everysec, Redis' automatic rewrites (each time the file doubles);
+* ``aof-bulk``: the same AOF with automatic rewrites paused during the build and one rewrite
+  after it (``LocalRedis.bulk_writes``, what ``recsys build`` does).
+
+Per variant: the build's wall time and its "candidates -> redis" stage, the peak RSS of the
+redis-server and its forked rewrite children together (a rewrite forks, and pages written
+meanwhile are copied), the rewrites that ran, the time to stop, and what is left on disk.
+The dataset is ``bench/offline_scale.py``'s (made there, or here if missing). Variants run
+interleaved, ``--repeat`` times, so that ratios come from one run on the same machine.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import redis
+
+from recsys.config import RedisServerConfig, Settings
+from recsys.data.dataset import write_dataset
+from recsys.data.load import load_dataset
+from recsys.data.synth import generate_synthetic
+from recsys.pipeline import run_build
+from recsys.store.server import LocalRedis
+
+SIZES = {"small": (20_000, 2_000), "medium": (200_000, 20_000), "large": (1_000_000, 100_000)}
+VARIANTS = ("no-aof", "aof", "aof-bulk")
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its children (a forked rewrite), from /proc."""
+    total = 0
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
+            pids.append(int(stat.parent.name))
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+@contextmanager
+def _peak_rss(pid: int, peak: list[float]) -> Iterator[None]:
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            peak[0] = max(peak[0], _tree_rss_mb(pid))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _disk_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def run_variant(variant: str, data: Path, work: Path) -> dict[str, object]:
+    dataset = load_dataset(data)
+    server = LocalRedis(work / "redis", config=RedisServerConfig())
+    client = redis.Redis.from_url(server.start())
+    if variant == "no-aof":
+        client.config_set("appendonly", "no")
+    assert server.pid is not None
+    peak = [0.0]
+    started = time.perf_counter()
+    with _peak_rss(server.pid, peak):
+        with server.bulk_writes() if variant == "aof-bulk" else nullcontext():
+            build = run_build(dataset, work / "artifacts", client, Settings())
+        build_s = time.perf_counter() - started
+        rewrites = int(client.info("persistence").get("aof_rewrites", 0))
+        used_mb = int(client.info("memory")["used_memory"]) / 2**20
+    client.close()
+    stop_started = time.perf_counter()
+    server.stop()
+    stop_s = time.perf_counter() - stop_started
+    return {
+        "variant": variant,
+        "build_s": round(build_s, 1),
+        "candidates_to_redis_s": build.manifest["timings_s"]["candidates -> redis"],
+        "redis_used_mb": round(used_mb),
+        "redis_peak_rss_mb": round(peak[0]),
+        "aof_rewrites": rewrites,
+        "stop_s": round(stop_s, 1),
+        "disk_mb": round(_disk_mb(work / "redis")),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--size", choices=SIZES, default="medium")
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--work", type=Path, default=Path("bench-output/data"))
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    users, items = SIZES[args.size]
+    data = args.work / f"synth-{args.size}"
+    if not (data / "interactions.parquet").exists():
+        write_dataset(generate_synthetic(n_users=users, n_items=items, seed=1), data)
+    Path("bench-output").mkdir(exist_ok=True)
+    results = []
+    for run in range(args.repeat):
+        for variant in VARIANTS:
+            work = Path(tempfile.mkdtemp(prefix=f"aof-{variant}-", dir="bench-output"))
+            try:
+                result = {"run": run + 1, **run_variant(variant, data, work)}
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    out = args.out or Path(f"bench-output/aof_cost_{args.size}.json")
+    out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
