@@ -18,7 +18,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.deadline import RankTimeEstimate
@@ -48,8 +53,9 @@ SERIALISE_RESERVE_S = 0.003
 REDIS_ERRORS = (RedisError, TimeoutError, OSError)
 # An event write meets these while Redis restarts (refused or dropped connections, the data
 # still loading): worth another try within the write's budget. A timeout is not: the budget
-# is spent.
+# is spent; nor a refused password (a ConnectionError to redis-py): no try will fix it.
 RETRYABLE_WRITE_ERRORS = (RedisConnectionError, BusyLoadingError, ConnectionRefusedError)
+PERMANENT_WRITE_ERRORS = (AuthenticationError, AuthorizationError)
 WRITE_RETRY_FIRST_S = 0.01
 WRITE_RETRY_MAX_S = 0.2
 
@@ -134,6 +140,8 @@ class RecommendationService:
                         cfg.events_ttl_s,
                     )
                     return
+                except PERMANENT_WRITE_ERRORS:
+                    raise
                 except RETRYABLE_WRITE_ERRORS:
                     await asyncio.sleep(pause_s)
                     pause_s = min(pause_s * 2, WRITE_RETRY_MAX_S)

@@ -1,6 +1,10 @@
 """What durability costs a bulk build: the whole build against the embedded Redis three ways.
 
     python bench/aof_cost.py --size medium [--repeat N] [--out FILE]
+    python bench/aof_cost.py --write-only 200000 [--repeat N]
+
+``--write-only N`` skips the model and times only what the AOF changes: N users' states (3 KB
+each, about a medium build's) written through ``BuildWriter`` as the build does, then the stop.
 
 * ``no-aof``: no persistence while the build writes (the server before issue 12);
 * ``aof``: AOF, appendfsync everysec, Redis' automatic rewrites (each time the file doubles);
@@ -34,7 +38,9 @@ from recsys.data.dataset import write_dataset
 from recsys.data.load import load_dataset
 from recsys.data.synth import generate_synthetic
 from recsys.pipeline import run_build
+from recsys.store.keys import Keys
 from recsys.store.server import LocalRedis
+from recsys.store.user_store import BuildWriter
 
 SIZES = {"small": (20_000, 2_000), "medium": (200_000, 20_000), "large": (1_000_000, 100_000)}
 VARIANTS = ("no-aof", "aof", "aof-bulk")
@@ -82,8 +88,21 @@ def _disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def run_variant(variant: str, data: Path, work: Path) -> dict[str, object]:
-    dataset = load_dataset(data)
+STATE_BYTES = 3_000
+
+
+def _write_states(client: redis.Redis, users: int) -> float:
+    """Seconds to write ``users`` states the way a build does (pipelines of 1000 SETs)."""
+    writer = BuildWriter(client, Keys("bench"), "20260101T000000Z-00a0f0")
+    blob = os.urandom(STATE_BYTES)
+    started = time.perf_counter()
+    for _ in writer.write((f"user-{i}", blob) for i in range(users)):
+        pass
+    return time.perf_counter() - started
+
+
+def run_variant(variant: str, data: Path | None, work: Path, users: int) -> dict[str, object]:
+    dataset = load_dataset(data) if data is not None else None
     server = LocalRedis(work / "redis", config=RedisServerConfig())
     client = redis.Redis.from_url(server.start())
     if variant == "no-aof":
@@ -93,8 +112,13 @@ def run_variant(variant: str, data: Path, work: Path) -> dict[str, object]:
     started = time.perf_counter()
     with _peak_rss(server.pid, peak):
         with server.bulk_writes() if variant == "aof-bulk" else nullcontext():
-            build = run_build(dataset, work / "artifacts", client, Settings())
-        build_s = time.perf_counter() - started
+            if dataset is not None:
+                build = run_build(dataset, work / "artifacts", client, Settings())
+                write_s = float(build.manifest["timings_s"]["candidates -> redis"])
+            else:
+                write_s = _write_states(client, users)
+            block_s = time.perf_counter() - started
+        total_s = time.perf_counter() - started  # with aof-bulk: and its one rewrite
         rewrites = int(client.info("persistence").get("aof_rewrites", 0))
         used_mb = int(client.info("memory")["used_memory"]) / 2**20
     client.close()
@@ -103,8 +127,9 @@ def run_variant(variant: str, data: Path, work: Path) -> dict[str, object]:
     stop_s = time.perf_counter() - stop_started
     return {
         "variant": variant,
-        "build_s": round(build_s, 1),
-        "candidates_to_redis_s": build.manifest["timings_s"]["candidates -> redis"],
+        "build_s" if dataset is not None else "write_block_s": round(block_s, 1),
+        "with_final_rewrite_s": round(total_s, 1),
+        "candidates_to_redis_s" if dataset is not None else "write_s": round(write_s, 1),
         "redis_used_mb": round(used_mb),
         "redis_peak_rss_mb": round(peak[0]),
         "aof_rewrites": rewrites,
@@ -119,23 +144,26 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--work", type=Path, default=Path("bench-output/data"))
     p.add_argument("--out", type=Path)
+    p.add_argument("--write-only", type=int, metavar="USERS", help="time only the writes")
     args = p.parse_args()
     users, items = SIZES[args.size]
-    data = args.work / f"synth-{args.size}"
-    if not (data / "interactions.parquet").exists():
-        write_dataset(generate_synthetic(n_users=users, n_items=items, seed=1), data)
+    synth_dir = args.work / f"synth-{args.size}"
+    if not args.write_only and not (synth_dir / "interactions.parquet").exists():
+        write_dataset(generate_synthetic(n_users=users, n_items=items, seed=1), synth_dir)
+    data = None if args.write_only else synth_dir
     Path("bench-output").mkdir(exist_ok=True)
     results = []
     for run in range(args.repeat):
         for variant in VARIANTS:
             work = Path(tempfile.mkdtemp(prefix=f"aof-{variant}-", dir="bench-output"))
             try:
-                result = {"run": run + 1, **run_variant(variant, data, work)}
+                result = {"run": run + 1, **run_variant(variant, data, work, args.write_only)}
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             print(json.dumps(result), flush=True)
             results.append(result)
-    out = args.out or Path(f"bench-output/aof_cost_{args.size}.json")
+    name = f"write_{args.write_only}" if args.write_only else args.size
+    out = args.out or Path(f"bench-output/aof_cost_{name}.json")
     out.write_text(json.dumps(results, indent=2))
 
 

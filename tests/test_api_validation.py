@@ -105,6 +105,7 @@ GOOD_EVENT: dict[str, Any] = {
         ({"timestamp": 1.7e9}, "timestamp", "valid integer"),
         ({"timestamp": -1}, "timestamp", "greater than or equal to 0"),
         ({"timestamp": 2**40}, "timestamp", "less than or equal to"),
+        ({"timestamp": 2**32}, "timestamp", "less than or equal to 4294967295"),  # wraps in uint32
         ({"completion": 1.5}, "completion", "less than or equal to 1"),
         ({"completion": -0.1}, "completion", "greater than or equal to 0"),
         ({"completion": "0.5"}, "completion", "valid number"),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from recsys.config import RedisServerConfig
 from recsys.errors import StoreError
@@ -24,6 +26,7 @@ from recsys.store.server import (
     redis_url_or_local,
     select_redis_server,
 )
+from tests.conftest import REDIS_BINARIES
 
 
 def _alive(pid: int) -> bool:
@@ -104,7 +107,8 @@ def test_a_dump_only_dir_from_before_aof_is_loaded_then_kept_in_aof(
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        client = redis.Redis(unix_socket_path=str(data_dir / "s.sock"))
+        # no retries: redis-py's default backoff would wait seconds while the socket appears
+        client = redis.Redis(unix_socket_path=str(data_dir / "s.sock"), retry=Retry(NoBackoff(), 0))
         for _ in range(200):
             with contextlib.suppress(redis.ConnectionError):
                 client.ping()
@@ -121,6 +125,23 @@ def test_a_dump_only_dir_from_before_aof_is_loaded_then_kept_in_aof(
     (data_dir / "dump.rdb").unlink()  # from now on the AOF alone holds the data
     with LocalRedis(data_dir, config=server_config) as server:
         assert redis.Redis.from_url(server.url).get("old") == b"kept"
+
+
+def test_redis_6_refuses_a_dir_redis_7_wrote(tmp_path: Path) -> None:
+    """Redis 6 does not read Redis 7's AOF folder and would start empty: refused instead."""
+    if None in REDIS_BINARIES.values():
+        pytest.skip("needs both a Redis 7 on PATH and the bundled 6.2")
+    newer, older = (
+        RedisServerConfig(binary=Path(REDIS_BINARIES[k] or "")) for k in ("path", "bundled")
+    )
+    assert select_redis_server(newer.binary).version >= (7, 0, 0)
+    data_dir = tmp_path / "redis"
+    with LocalRedis(data_dir, config=newer) as server:
+        redis.Redis.from_url(server.url).set("k", "v")
+    with pytest.raises(StoreError, match="cannot read"):
+        LocalRedis(data_dir, config=older).start()
+    with LocalRedis(data_dir, config=newer) as server:  # nothing was lost
+        assert redis.Redis.from_url(server.url).get("k") == b"v"
 
 
 def test_the_data_dir_is_private(tmp_path: Path) -> None:
