@@ -11,9 +11,10 @@ each, about a medium build's) written through ``BuildWriter`` as the build does,
 * ``aof-bulk``: the same AOF with automatic rewrites paused during the build and one rewrite
   after it (``LocalRedis.bulk_writes``, what ``recsys build`` does).
 
-Per variant: the build's wall time and its "candidates -> redis" stage, the peak RSS of the
-redis-server and its forked rewrite children together (a rewrite forks, and pages written
-meanwhile are copied), the rewrites that ran, the time to stop, and what is left on disk.
+Per variant: the build's wall time and its "candidates -> redis" stage, the peak memory of the
+redis-server with its forked rewrite children (its RSS plus the pages the children hold
+privately: a rewrite forks, and pages written meanwhile are copied), the rewrites that ran, the
+time to stop, and what is left on disk.
 The dataset is ``bench/offline_scale.py``'s (made there, or here if missing). Variants run
 interleaved, ``--repeat`` times, so that ratios come from one run on the same machine.
 """
@@ -46,24 +47,27 @@ SIZES = {"small": (20_000, 2_000), "medium": (200_000, 20_000), "large": (1_000_
 VARIANTS = ("no-aof", "aof", "aof-bulk")
 
 
+def _status_kb(pid: int, path: str, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _tree_rss_mb(pid: int) -> float:
-    """RSS of a process and its children (a forked rewrite), from /proc."""
-    total = 0
-    pids = [pid]
+    """The server's RSS plus what its forked children (a rewrite) hold privately: the pages
+    copied on write since the fork. Summing their RSS would count the shared pages twice."""
+    total = _status_kb(pid, "status", "VmRSS:")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             raw = stat.read_text()
         except OSError:
             continue
         if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
-            pids.append(int(stat.parent.name))
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
+            total += _status_kb(int(stat.parent.name), "smaps_rollup", "Private_Dirty:")
     return total / 1024
 
 

