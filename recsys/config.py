@@ -345,8 +345,9 @@ class Settings(BaseSettings):
         60.0,
         ge=2.0,
         description=(
-            "A running build refreshes its in-progress marker in Redis; one not refreshed for "
-            "this long (or whose process is gone, on this host) is dead, and its data garbage."
+            "A running build refreshes its in-progress marker in Redis. On the build's own host "
+            "a marker is dead when its process is gone; from another host, when it was not "
+            "refreshed for this long. A dead build's data is garbage."
         ),
     )
     redis_server: RedisServerConfig = RedisServerConfig()

@@ -3,10 +3,11 @@
 Garbage collection (``recsys.gc``) removes a build's data only when nobody can still need it,
 and these records say who might:
 
-* a running build holds an **in-progress marker** (``Keys.building``: version -> host, pid and
-  expiry), refreshed by a heartbeat thread. A marker past its expiry, or naming a process that
-  no longer exists on this host, belongs to a build that was killed (SIGKILL, the OOM killer):
-  its keys and staging folder are garbage;
+* a running build holds an **in-progress marker** (``Keys.building``: version -> host, pid,
+  the process's start time and an expiry), refreshed by a heartbeat thread. A marker naming a
+  process that no longer runs on this host, or written on another host and past its expiry,
+  belongs to a build that was killed (SIGKILL, the OOM killer): its keys and staging folder are
+  garbage;
 * each serving worker records the builds it holds or is loading (``Keys.serving``: members
   ``"<worker> <version>"`` scored by expiry), so a superseded build stays while a worker that
   has not swapped yet, or failed to load the new one, still answers from it.
@@ -21,6 +22,7 @@ import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -51,14 +53,24 @@ async def redis_time_async(client: aioredis.Redis) -> float:
     return float(seconds) + micros / 1e6
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, Linux /proc), None if unknown: with the
+    pid it names one process, even after the pid is reused."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(raw[raw.rindex(")") + 2 :].split()[19])  # field 22, starttime
+
+
+def _process_alive(pid: int, started: int | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        pass  # exists, owned by someone else
+    return started is None or process_start(pid) in (started, None)
 
 
 # ---------------------------------------------------------------------------- builds in progress
@@ -71,23 +83,38 @@ class BuildMarker:
     host: str
     pid: int
     expires_at: float  # Redis time
+    started: int | None = None  # the process's start time (process_start)
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"host": self.host, "pid": self.pid, "expires_at": self.expires_at})
+        return orjson.dumps(
+            {
+                "host": self.host,
+                "pid": self.pid,
+                "expires_at": self.expires_at,
+                "started": self.started,
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "BuildMarker | None":
         try:
             d = orjson.loads(raw)
-            return cls(host=str(d["host"]), pid=int(d["pid"]), expires_at=float(d["expires_at"]))
+            started = d.get("started")
+            return cls(
+                host=str(d["host"]),
+                pid=int(d["pid"]),
+                expires_at=float(d["expires_at"]),
+                started=int(started) if started is not None else None,
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
     def alive(self, now: float) -> bool:
-        """Not expired, and (on this host, where we can tell) its process still exists."""
-        if now > self.expires_at:
-            return False
-        return self.host != HOST or _pid_alive(self.pid)
+        """On this host, whether its process still runs (a heartbeat can be late: a native
+        call holding the GIL for minutes); elsewhere, whether it beat recently enough."""
+        if self.host == HOST:
+            return _process_alive(self.pid, self.started)
+        return now <= self.expires_at
 
 
 class BuildInProgress:
@@ -108,7 +135,8 @@ class BuildInProgress:
         )
 
     def beat(self) -> None:
-        marker = BuildMarker(HOST, os.getpid(), redis_time(self.client) + self.ttl_s)
+        expires_at = redis_time(self.client) + self.ttl_s
+        marker = BuildMarker(HOST, os.getpid(), expires_at, process_start(os.getpid()))
         self.client.hset(self.keys.building, self.version, marker.to_json())
 
     def _beat_until_stopped(self) -> None:
