@@ -263,7 +263,7 @@ class RedisServerConfig(_Section):
 
     Env: ``RECSYS_REDIS_SERVER__<FIELD>``. Durable by default: an append-only file (AOF, with an
     RDB preamble) fsynced every second, so an acknowledged event survives a crash of the API and
-    of Redis, losing at most the last second on a power loss (Redis docs, "Redis persistence").
+    of Redis, losing about the last second on a power loss (Redis docs, "Redis persistence").
     """
 
     binary: Path | None = Field(

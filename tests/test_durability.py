@@ -1,5 +1,6 @@
 """Durable events (issue 12): an event answered with 202 survives a kill -9 of the API and of
-its redis-server, losing at most the last second, as seen through the API after a restart."""
+its redis-server: every event acknowledged more than a second before the crash is there, as
+seen through the API after a restart."""
 
 import json
 import os
