@@ -118,7 +118,7 @@ def run_variant(variant: str, data: Path | None, work: Path, users: int) -> dict
         with server.bulk_writes() if variant == "aof-bulk" else nullcontext():
             if dataset is not None:
                 build = run_build(dataset, work / "artifacts", client, Settings())
-                write_s = float(build.manifest["timings_s"]["candidates -> redis"])
+                write_s = float(build.manifest.timings_s["candidates -> redis"])
             else:
                 write_s = _write_states(client, users)
             block_s = time.perf_counter() - started

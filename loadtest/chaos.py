@@ -49,6 +49,7 @@ import redis
 from offline.data import synth
 from recsys.config import Settings
 from recsys.data.load import load_dataset
+from recsys.net import free_port
 from recsys.pipeline import run_build
 from recsys.store.builds import registered_builds, versions_with_keys
 from recsys.store.events import WatchEvent
@@ -339,8 +340,8 @@ class ChaosRun:
         self.work = opts.out / "work"
         self.art = self.work / "artifacts"
         self.data = self.work / "data"
-        self.port = _free_port()
-        self.server = LocalRedis(self.work / "redis", port=_free_port())
+        self.port = free_port()
+        self.server = LocalRedis(self.work / "redis", port=free_port())
         self.report = ChaosReport(duration_s=opts.duration_s, offered_rps=opts.rate)
         self.killed_build: str | None = None
         self.flipped_to: str | None = None
@@ -625,14 +626,6 @@ class ChaosRun:
             self.report.failures.append(f"left behind: {', '.join(left)}")
         if self.flipped_to is None or self.flipped_to not in published:
             self.report.failures.append("the flipped build is not published")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def format_report(report: ChaosReport) -> str:

@@ -17,7 +17,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.state import ModelHolder
+from api.model_holder import ModelHolder
 from cli.main import main
 from recsys.artifacts import write_owner
 from recsys.config import Settings

@@ -16,9 +16,9 @@ from offline.build import build
 from recsys.config import RedisClientConfig, Settings
 from recsys.data.dataset import write_dataset
 from recsys.errors import StoreError
+from recsys.net import free_port
 from recsys.store.connect import client_for, redact_url
 from recsys.store.server import LocalRedis
-from tests.conftest import free_port
 from tests.test_api_support import small_dataset
 
 SECRET = "s3cr3t-pa55"

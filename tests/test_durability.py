@@ -20,7 +20,8 @@ from offline.build import build
 from recsys.artifacts import REDIS_DIR
 from recsys.data.dataset import write_dataset
 from recsys.items import ItemTable
-from tests.conftest import free_port, small_settings
+from recsys.net import free_port
+from tests.conftest import small_settings
 from tests.test_api_support import small_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

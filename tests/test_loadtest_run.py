@@ -13,8 +13,9 @@ import redis
 from cli.main import TOOL_KEY_PREFIXES, main
 from recsys.data.dataset import write_dataset
 from recsys.data.synth import generate_synthetic
+from recsys.net import free_port
 from recsys.store.server import LocalRedis
-from tests.conftest import free_port, small_settings
+from tests.conftest import small_settings
 
 LOW_RATE = 20
 SECRET = "pa55-word-that-must-not-leak"
