@@ -183,11 +183,18 @@ def test_an_orphaned_server_is_stopped_with_its_data_and_replaced(
     orphan_pid = int(parent.stdout.readline())
     parent.kill()
     parent.wait(timeout=10)
-    assert _alive(orphan_pid)  # the orphan: parent gone, server still up, lock held
-    with caplog.at_level(logging.WARNING), LocalRedis(data_dir, config=server_config) as server:
-        assert redis.Redis.from_url(server.url).get("k") == b"written-before-the-crash"
-    assert not _alive(orphan_pid)
-    assert "orphaned redis-server" in caplog.text
+    try:
+        assert _alive(orphan_pid)  # the orphan: parent gone, server still up, lock held
+        with (
+            caplog.at_level(logging.WARNING),
+            LocalRedis(data_dir, config=server_config) as server,
+        ):
+            assert redis.Redis.from_url(server.url).get("k") == b"written-before-the-crash"
+        assert not _alive(orphan_pid)
+        assert "orphaned redis-server" in caplog.text
+    finally:
+        if _alive(orphan_pid):  # the test failed: leave no server behind
+            os.kill(orphan_pid, 9)
 
 
 def test_debug_command_can_be_allowed_for_tests(tmp_path: Path) -> None:
