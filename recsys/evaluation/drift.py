@@ -1,23 +1,14 @@
 """Has the world moved since the ranker learned it? Population stability of features and scores.
 
-The population stability index compares a *current* sample of a variable with a *reference*
-sample over bins cut at the reference's deciles:
-
-    PSI = sum over bins b of (cur_b - ref_b) * ln(cur_b / ref_b)
-
-with ``ref_b`` and ``cur_b`` the shares of each sample in bin ``b``. It is symmetric in the two
-shares, 0 for identical distributions, and the industry reading (Siddiqi, *Credit Risk
-Scorecards*, 2006) is: below 0.1 stable, 0.1 to 0.2 a moderate shift worth a look, above 0.2 a
-major shift. Missing values (NaN, a real state of several features: no history, unknown release)
-get a bin of their own, so a change in how often a feature is missing counts as drift too. An
-empty bin would make the log infinite; shares are floored at ``EPSILON`` first.
+PSI, its bins and its thresholds are declared in ``recsys.psi`` (the dashboard's live drift
+reads the same).
 
 The report compares every candidate of the ranker's own training requests (the build's training
 window, as of its label cut) with every candidate of a sample of test requests, as served.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,57 +17,33 @@ from recsys.config import Settings
 from recsys.evaluation.records import Drift, Shift
 from recsys.evaluation.served import Served
 from recsys.features import FEATURE_NAMES, build_features
+from recsys.psi import (  # re-exported: the report's names for them
+    BINS,
+    EPSILON,
+    MAJOR,
+    MODERATE,
+    bin_edges,
+    bin_shares,
+    flag,
+    psi,
+)
 from recsys.ranking.training_set import TrainingWindow, labelled_requests, request_states
 from recsys.serving import ServingModel
 
-BINS: Final = 10
-EPSILON: Final = 1e-4
-MODERATE: Final = 0.1
-MAJOR: Final = 0.2
-
-
-def bin_edges(reference: npt.ArrayLike, bins: int = BINS) -> npt.NDArray[np.float64]:
-    """Inner edges at the reference's deciles, taken as observed values (inverted CDF) and
-    deduplicated: a binary feature gets 2 bins and a constant one 1, where interpolated
-    quantiles would cut between the values and leave bins that can only add noise."""
-    ref = np.asarray(reference, dtype=np.float64)
-    ref = ref[~np.isnan(ref)]
-    if ref.size == 0:
-        return np.empty(0, dtype=np.float64)
-    # the i-th decile is the ceil(n * i / bins)-th smallest value, in integer arithmetic:
-    # float quantile positions put 0.3 * 100 at 30.000000000000004 and pick the wrong value
-    position = (ref.size * np.arange(1, bins) + bins - 1) // bins - 1
-    return np.unique(np.sort(ref)[position])
-
-
-def bin_shares(values: npt.ArrayLike, edges: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Shares of ``values`` in the bins ``(-inf, e0], (e0, e1], ..., (e_last, inf)`` and, last,
-    NaN. A value equal to an edge belongs to the bin the edge closes, so each decile edge
-    closes a bin with (at least) its 10% of the reference."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        raise ValueError("cannot compute shares of an empty sample")
-    missing = np.isnan(v)
-    counts = np.bincount(
-        np.searchsorted(edges, v[~missing], side="left"), minlength=edges.size + 1
-    ).astype(np.float64)
-    return np.append(counts, missing.sum()) / v.size
-
-
-def psi(reference: npt.ArrayLike, current: npt.ArrayLike, bins: int = BINS) -> float:
-    """Population stability index of ``current`` against ``reference`` (module docstring)."""
-    edges = bin_edges(reference, bins)
-    ref = np.maximum(bin_shares(reference, edges), EPSILON)
-    cur = np.maximum(bin_shares(current, edges), EPSILON)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
-
-
-def flag(value: float) -> Literal["stable", "moderate", "major"]:
-    if value > MAJOR:
-        return "major"
-    if value > MODERATE:
-        return "moderate"
-    return "stable"
+__all__ = [
+    "BINS",
+    "EPSILON",
+    "MAJOR",
+    "MODERATE",
+    "bin_edges",
+    "bin_shares",
+    "describe_shift",
+    "drift",
+    "feature_drift",
+    "flag",
+    "psi",
+    "training_window_features",
+]
 
 
 def _nan_stat(
