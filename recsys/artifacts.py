@@ -5,9 +5,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_serializer
+from pydantic.functional_serializers import SerializerFunctionWrapHandler
 
 from recsys.errors import ArtifactError
+from recsys.inspection.records import InspectionSummary
 from recsys.records import Record
 
 MANIFEST = "manifest.json"
@@ -67,6 +69,16 @@ class BuildManifest(Record):
     """The settings that made the build (``Settings.model_dump``, without the Redis URL)."""
     timings_s: dict[str, float] = Field(default_factory=dict)
     peak_rss_mb: dict[str, float] = Field(default_factory=dict)
+    inspection: InspectionSummary | None = None
+    """What the build saved for the dashboard (absent in builds from before it existed)."""
+
+    @model_serializer(mode="wrap")
+    def _without_absent_sections(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An earlier build's manifest rewrites unchanged: no ``inspection: null`` added."""
+        data: dict[str, Any] = handler(self)
+        if data.get("inspection", ...) is None:
+            del data["inspection"]
+        return data
 
     @property
     def history_len(self) -> int:

@@ -160,6 +160,68 @@ class RankerConfig(_Section):
     seed: int = Field(42)
 
 
+class InspectionConfig(_Section):
+    """What a build saves for the dashboard (``/ui``, docs/UI.md), off the request path.
+
+    Env: ``RECSYS_INSPECTION__<FIELD>``. The build's manifest records the time and bytes it
+    cost (``inspection``)."""
+
+    neighbours: int = Field(
+        10, ge=1, le=100, description="Neighbours per item kept from each item-to-item source."
+    )
+    audience_users: int = Field(
+        2000,
+        ge=0,
+        description=(
+            "Users whose answers the build ranks to find whom each item is recommended to "
+            "(a seeded sample; about 1 ms each); 0: none."
+        ),
+    )
+    audience_k: int = Field(20, ge=1, le=500, description="Recommended = in the top k.")
+    audience_top: int = Field(10, ge=1, le=100, description="Users kept per item.")
+    drift_requests: int = Field(
+        1000,
+        ge=0,
+        description=(
+            "Training requests whose candidates make the reference distribution of live drift "
+            "(as the evaluation report's drift section); 0: no live drift."
+        ),
+    )
+    seed: int = Field(42, description="Seed of the audience sample.")
+
+
+class UiConfig(_Section):
+    """The dashboard the API serves under ``/ui`` (docs/UI.md). Env: ``RECSYS_UI__<FIELD>``."""
+
+    enabled: bool = Field(True, description="Serve /ui; false removes every /ui route.")
+    eval_report: Path | None = Field(
+        None,
+        description=(
+            "An evaluation report (report.json, or the folder holding it) whose metrics and "
+            "drift the overview shows; `recsys serve --eval-report`."
+        ),
+    )
+    session_hours: float = Field(
+        12.0, gt=0.0, le=24 * 30, description="A dashboard sign-in lasts this long."
+    )
+    secure_cookie: Literal["auto", "always"] = Field(
+        "auto",
+        description=(
+            "auto: the session cookie is Secure when the request came over HTTPS; always: "
+            "Secure whatever the scheme (behind a TLS-terminating proxy)."
+        ),
+    )
+    drift_sample_interval_ms: float = Field(
+        100.0,
+        ge=0.0,
+        description=(
+            "Live drift samples the features of at most one ranked request per worker in this "
+            "interval (binned off the response's path); 0: no sampling."
+        ),
+    )
+    refresh_s: float = Field(5.0, ge=1.0, description="How often the overview reloads its data.")
+
+
 class ServeConfig(_Section):
     """Online API (``recsys serve``). Env: ``RECSYS_SERVE__<FIELD>``."""
 
@@ -356,7 +418,9 @@ class Settings(BaseSettings):
     ann: ANNConfig = ANNConfig()
     candidates: CandidateConfig = CandidateConfig()
     ranker: RankerConfig = RankerConfig()
+    inspection: InspectionConfig = InspectionConfig()
     serve: ServeConfig = ServeConfig()
+    ui: UiConfig = UiConfig()
 
 
 class SettingsError(RecsysError):

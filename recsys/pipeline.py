@@ -37,14 +37,19 @@ from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.devices import device_vocabulary
 from recsys.errors import BuildError
-from recsys.events_index import index_events
+from recsys.events_index import IndexedEvents, index_events
 from recsys.features import FEATURE_NAMES
 from recsys.gc import collect_for
 from recsys.ids import IdIndex
+from recsys.inspection.history import BuildHistoryEntry, append_history
+from recsys.inspection.records import InspectionSummary
+from recsys.inspection.reference import drift_reference
+from recsys.inspection.tables import write_inspection
 from recsys.progress import StageTimer
 from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import Ranker, TrainResult, train_ranker
 from recsys.ranking.training_set import TrainingWindow, training_data
+from recsys.serving import ServingModel
 from recsys.store.builds import BuildInProgress, check_eviction_policy
 from recsys.store.codec import encode_user_state
 from recsys.store.keys import Keys
@@ -149,6 +154,35 @@ def write_candidates(
     )
 
 
+def _inspect(
+    directory: Path,
+    version: str,
+    model: CandidateModel,
+    ranker: Ranker,
+    events: IndexedEvents,
+    dataset: Dataset,
+    users: IdIndex,
+    settings: Settings,
+) -> InspectionSummary:
+    """The dashboard's tables (``recsys.inspection.tables``)."""
+    serving = ServingModel(version, model.items, ranker, settings.candidates.history_len)
+    tables, files = write_inspection(
+        directory, model, serving, events.item, events.ts, dataset.items, users.keys(), settings
+    )
+    cfg = settings.inspection
+    return InspectionSummary(
+        files=[f.name for f in files],
+        bytes=sum(f.stat().st_size for f in files),
+        seconds=0.0,  # set once the stages' time is known
+        activity_bucket_s=tables.activity.bucket_s,
+        activity_start_ts=tables.activity.start_ts,
+        activity_buckets=tables.activity.n_buckets,
+        neighbours={name: t.ids.shape[1] for name, t in tables.neighbours.items()},
+        audience_users=len(tables.audience.users) if tables.audience else 0,
+        audience_k=cfg.audience_k,
+    )
+
+
 def run_build(
     dataset: Dataset,
     artifacts_root: Path,
@@ -192,6 +226,8 @@ def _build_in_progress(
         train_result, ranker_info, window = train_stage2(
             dataset, item_ids, devices, settings, timer
         )
+        with timer.stage("inspection: drift reference"):
+            reference = drift_reference(window, devices, settings, Ranker(train_result.booster))
         warm_items = window.candidate_model.factors.item
         kept_window = window if keep_training_window else None
         del window  # a production build holds one stage-1 fit at a time
@@ -207,8 +243,15 @@ def _build_in_progress(
             )
         with timer.stage("candidates -> redis"):
             cand_info = write_candidates(writer, model, users, settings)
+        with timer.stage("inspection"):
+            ranker = Ranker(train_result.booster)  # predicts with best_iteration, as saved
+            inspection = _inspect(staging, version, model, ranker, events, dataset, users, settings)
+        spent_s = sum(t for stage, t in timer.timings_s.items() if stage.startswith("inspection"))
+        inspection = inspection.model_copy(
+            update={"seconds": round(spent_s, 3), "drift_reference": reference}
+        )
         with timer.stage("artifacts"):
-            Ranker(train_result.booster).save(staging / RANKER_FILE, train_result.best_iteration)
+            ranker.save(staging / RANKER_FILE, train_result.best_iteration)
             model.items.save(staging)
             manifest = BuildManifest(
                 build_version=version,
@@ -223,6 +266,7 @@ def _build_in_progress(
                 candidates=cand_info,
                 ranker=ranker_info,
                 config=settings.model_dump(mode="json", exclude={"redis_url"}),
+                inspection=inspection,
             )
             write_manifest(staging, manifest)
             staging.rename(final)
@@ -237,4 +281,8 @@ def _build_in_progress(
         update={"timings_s": timer.timings_s, "peak_rss_mb": timer.peak_rss_mb}
     )
     write_manifest(final, manifest)
+    try:
+        append_history(artifacts_root, BuildHistoryEntry.of(manifest, settings.key_prefix, final))
+    except OSError as e:  # the build is published; only the dashboard's history misses it
+        log.warning("build %s: could not append to the build history: %s", version, e)
     return BuildResult(version, final, manifest, users, model, training_window=kept_window)

@@ -13,6 +13,7 @@ import numpy as np
 
 from recsys.artifacts import RANKER_FILE, read_manifest
 from recsys.features import RequestContext, build_features
+from recsys.inspection.records import DriftReference
 from recsys.items import ItemTable
 from recsys.ranking.ranker import Ranker
 from recsys.store.events import WatchEvent
@@ -27,6 +28,8 @@ class ServingModel:
     items: ItemTable
     ranker: Ranker
     history_len: int
+    drift_reference: DriftReference | None = None
+    """What live drift is measured against (None for builds from before it was saved)."""
 
     @classmethod
     def load(cls, artifacts_root: Path, version: str) -> "ServingModel":
@@ -37,6 +40,7 @@ class ServingModel:
             items=ItemTable.load(path),
             ranker=Ranker.load(path / RANKER_FILE),
             history_len=manifest.history_len,
+            drift_reference=manifest.inspection.drift_reference if manifest.inspection else None,
         )
 
 
@@ -99,16 +103,20 @@ def rank(
     contexts: Sequence[RequestContext],
     k: int,
     times: RankTimes | None = None,
+    keep_inputs: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[Ranked]:
     """Two-stage answers: every candidate scored by the ranker, the top k kept.
 
-    ``times``, when given, receives the time spent on features and on the model."""
+    ``times``, when given, receives the time spent on features and on the model;
+    ``keep_inputs`` receives the call's (feature matrix, scores), e.g. for live drift."""
     if not states:
         return []
     started = time.perf_counter()
     features = build_features(states, contexts, model.items)
     built = time.perf_counter()
     scores = model.ranker.score(features)
+    if keep_inputs is not None:
+        keep_inputs.append((features, scores))
     if times is not None:
         times.features_s = built - started
         times.model_s = time.perf_counter() - built

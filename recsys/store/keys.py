@@ -63,6 +63,13 @@ class Keys:
         version, sep, _ = key[len(head) :].partition(":")
         return version if sep else None
 
+    def live_drift(self, build_version: str) -> str:
+        """Hash of live requests' feature counts in the build's drift bins, summed over every
+        worker (``recsys.store.drift_counts``). Outside ``b:<build>:`` on purpose: it is
+        monitoring, with a TTL of its own, and a late flush must not look like a killed build's
+        keys to garbage collection."""
+        return f"{self.prefix}:drift:{build_version}"
+
     def events(self, user_id: str) -> str:
         """Real-time events of a user (build-independent, capped list, newest first)."""
         return f"{self.prefix}:ev:{_tagged(user_id)}"
