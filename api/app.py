@@ -28,8 +28,11 @@ from api.deps import API_KEY_HEADER, require_api_key
 from api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from api.model_holder import ModelHolder, report_interval_s, serving_ttl_s
 from api.prometheus import PrometheusMetrics
-from api.routes import events, health, recommendations
+from api.routes import events, health, recommendations, ui, ui_data
 from api.service import REDIS_ERRORS, RecommendationService
+from api.ui.auth import UiAuth
+from api.ui.dashboard import Dashboard, NotFoundError, UnavailableError
+from api.ui.live import LiveTraffic
 from recsys.config import ServeConfig, Settings, get_settings
 from recsys.store.keys import Keys
 
@@ -88,7 +91,7 @@ def create_app(settings: Settings, artifacts: Path) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.metrics = metrics
-    _add_routes(app, settings.serve)
+    _add_routes(app, settings)
     _add_error_handlers(app)
     _add_middleware(app, settings.serve, metrics)
     return app
@@ -115,9 +118,19 @@ def _lifespan(
         except REDIS_ERRORS as e:  # start anyway: /readyz reports it and the watcher retries
             holder.last_error = f"cannot read the current build from redis: {e}"
             log.warning("startup: %s", holder.last_error)
-        service = RecommendationService(client, event_client, keys, cfg, metrics)
+        service = RecommendationService(
+            client,
+            event_client,
+            keys,
+            cfg,
+            metrics,
+            drift_sample_interval_s=settings.ui.drift_sample_interval_ms / 1000
+            if settings.ui.enabled
+            else 0.0,
+        )
         app.state.holder = holder
         app.state.service = service
+        app.state.dashboard = Dashboard(settings, artifacts, holder, service, LiveTraffic(metrics))
         stop_watching = asyncio.Event()
         # the background tasks use the event pool: its timeout is the longer one
         tasks = [
@@ -128,7 +141,7 @@ def _lifespan(
                     keys,
                     report_interval_s(cfg.build_poll_s),
                     stop_watching,
-                    also=service.read_redis_stats,
+                    also=service.report,
                 )
             ),
         ]
@@ -149,7 +162,8 @@ def _lifespan(
     return lifespan
 
 
-def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
+def _add_routes(app: FastAPI, settings: Settings) -> None:
+    cfg = settings.serve
     api_key = cfg.api_key.get_secret_value().encode() if cfg.api_key else None
     app.state.api_key = api_key
     # Declared only when a key is set, so the OpenAPI schema says whether one is needed.
@@ -157,12 +171,26 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     app.include_router(recommendations.router, dependencies=guarded)
     app.include_router(events.router, dependencies=guarded)
     app.include_router(health.router)
+    if settings.ui.enabled:  # behind the same key, through a sign-in (api/ui/auth.py)
+        app.state.ui_auth = UiAuth(
+            api_key, settings.ui.session_hours * 3600, settings.ui.secure_cookie
+        )
+        app.include_router(ui.router)
+        app.include_router(ui_data.router)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         return validation_error_response(exc)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(UnavailableError)
+    async def unavailable(request: Request, exc: UnavailableError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

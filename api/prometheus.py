@@ -12,7 +12,7 @@ any one worker) sums all of them. ``recsys serve`` sets it up for ``workers > 1`
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,6 +57,13 @@ STAGE_METRIC = "recsys_stage_duration_seconds"
 SWAPS_METRIC = "recsys_model_swaps"  # a counter: exported as recsys_model_swaps_total
 REDIS_MEMORY_METRIC = "recsys_redis_memory_bytes"
 REDIS_KEYS_METRIC = "recsys_redis_keys"
+REDIS_EVICTED_METRIC = "recsys_redis_evicted_keys"
+
+
+class Sample(NamedTuple):
+    name: str
+    labels: dict[str, str]
+    value: float
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,7 @@ class PrometheusMetrics:
             registry=self.registry,
         )
         self.redis_evicted = Gauge(
-            "recsys_redis_evicted_keys",
+            REDIS_EVICTED_METRIC,
             "Keys Redis evicted at its memory ceiling since it started; with a volatile-* "
             "policy only event lists.",
             multiprocess_mode="mostrecent",
@@ -184,14 +191,28 @@ class PrometheusMetrics:
         self.redis_keys.labels(kind="expiring").set(stats.expiring_keys)
         self.redis_evicted.set(stats.evicted_keys)
 
-    def render(self) -> bytes:
-        """The text exposition format: this process's registry, or every worker's files."""
+    def _readable(self) -> CollectorRegistry:
+        """This process's registry, or one that sums every worker's files."""
         directory = multiprocess_dir()
         if directory is None:
-            return generate_latest(self.registry)
+            return self.registry
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)
-        return generate_latest(registry)
+        return registry
+
+    def render(self) -> bytes:
+        """The text exposition format: this process's registry, or every worker's files."""
+        return generate_latest(self._readable())
+
+    def samples(self, names: frozenset[str]) -> list[Sample]:
+        """Every sample of the metric families in ``names`` (e.g. ``REQUEST_METRIC``), summed
+        over workers like ``render``; what the dashboard's live traffic reads."""
+        return [
+            Sample(s.name, s.labels, s.value)
+            for family in self._readable().collect()
+            if family.name in names
+            for s in family.samples
+        ]
 
     @staticmethod
     def process_exited(pid: int) -> None:

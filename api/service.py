@@ -17,6 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import (
     AuthenticationError,
@@ -29,7 +30,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from api.deadline import RankTimeEstimate
 from api.prometheus import FallbackReason, PrometheusMetrics, RedisStats
 from recsys.config import ServeConfig
-from recsys.features import RequestContext
+from recsys.features import FEATURE_NAMES, RequestContext
+from recsys.inspection.live_drift import LiveDriftSampler
 from recsys.serving import (
     Ranked,
     RankTimes,
@@ -40,6 +42,7 @@ from recsys.serving import (
     stage1_order,
 )
 from recsys.store.codec import decode_user_state
+from recsys.store.drift_counts import DRIFT_TTL_S, add_live_counts
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
 from recsys.store.user_store import UserRecord, append_event_async, read_user_async
@@ -58,6 +61,9 @@ RETRYABLE_WRITE_ERRORS = (RedisConnectionError, BusyLoadingError, ConnectionRefu
 PERMANENT_WRITE_ERRORS = (AuthenticationError, AuthorizationError)
 WRITE_RETRY_FIRST_S = 0.01
 WRITE_RETRY_MAX_S = 0.2
+# Live drift samplers kept per worker: the builds it serves now (several with A/B) and the one
+# it served last, whose samples are still to be flushed.
+MAX_DRIFT_SAMPLERS = 4
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class RecommendationService:
         keys: Keys,
         cfg: ServeConfig,
         metrics: PrometheusMetrics,
+        drift_sample_interval_s: float = 0.0,
     ) -> None:
         self.client = client  # reads: timeouts of redis_timeout_ms
         self.event_client = event_client  # event writes: timeouts of event_timeout_ms
@@ -86,6 +93,8 @@ class RecommendationService:
         self.event_timeout_s = cfg.event_timeout_ms / 1000
         self.rank_time = RankTimeEstimate(cfg.rank_threads)
         self.executor = ThreadPoolExecutor(cfg.rank_threads, thread_name_prefix="recsys-rank")
+        self.drift_sample_interval_s = drift_sample_interval_s
+        self._drift_samplers: dict[str, LiveDriftSampler] = {}
 
     async def recommend(
         self,
@@ -178,6 +187,35 @@ class RecommendationService:
         db = int(self.event_client.connection_pool.connection_kwargs.get("db", 0))
         self.metrics.redis_read(RedisStats.from_info({**memory, **keyspace, **stats}, db))
 
+    def _drift_sampler(self, model: ServingModel) -> LiveDriftSampler | None:
+        """The live drift sampler of ``model``'s build (None: sampling off, or a build without
+        a reference). Made on first use, on the event loop."""
+        if self.drift_sample_interval_s <= 0 or model.drift_reference is None:
+            return None
+        if model.version not in self._drift_samplers:
+            while len(self._drift_samplers) >= MAX_DRIFT_SAMPLERS:
+                # the oldest goes; its last few samples are lost, never its flushed counts
+                del self._drift_samplers[next(iter(self._drift_samplers))]
+            self._drift_samplers[model.version] = LiveDriftSampler(
+                model.drift_reference, FEATURE_NAMES, self.drift_sample_interval_s
+            )
+        return self._drift_samplers[model.version]
+
+    async def flush_live_drift(self) -> None:
+        """Bin the sampled requests (in a thread) and add the counts to Redis; off the request
+        path (a background task), on the event pool."""
+        for version, sampler in list(self._drift_samplers.items()):
+            live = await asyncio.to_thread(sampler.drain)
+            async with asyncio.timeout(self.event_timeout_s):
+                await add_live_counts(self.event_client, self.keys, version, live, DRIFT_TTL_S)
+
+    async def report(self) -> None:
+        """The background reports of a worker: Redis stats for /metrics, live drift counts."""
+        try:
+            await self.read_redis_stats()
+        finally:
+            await self.flush_live_drift()
+
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -208,7 +246,10 @@ class RecommendationService:
         """The ranker's answer, or None if it is not back within ``remaining_s``."""
         started = time.perf_counter()
         self.rank_time.submitted()
-        job = self.executor.submit(_timed_rank, model, state, ctx, k)
+        sampler = self._drift_sampler(model)
+        if sampler is not None and not sampler.due():
+            sampler = None
+        job = self.executor.submit(_timed_rank, model, state, ctx, k, sampler)
         job.add_done_callback(self._rank_done)
         try:
             ranked, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
@@ -235,7 +276,17 @@ class RecommendationService:
 
 
 def _timed_rank(
-    model: ServingModel, state: UserState, ctx: RequestContext, k: int
+    model: ServingModel,
+    state: UserState,
+    ctx: RequestContext,
+    k: int,
+    sampler: LiveDriftSampler | None = None,
 ) -> tuple[Ranked, RankTimes]:
+    """One request's ranking; when ``sampler`` is given, its features and scores are handed to
+    it as they are (binning them is the flush's job, later and elsewhere)."""
     times = RankTimes()
-    return rank(model, [state], [ctx], k, times)[0], times
+    kept: list[tuple[np.ndarray, np.ndarray]] | None = [] if sampler is not None else None
+    ranked = rank(model, [state], [ctx], k, times, kept)[0]
+    if sampler is not None and kept:
+        sampler.offer(*kept[0])
+    return ranked, times

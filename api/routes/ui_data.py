@@ -1,0 +1,87 @@
+"""The dashboard's data: one JSON endpoint per page (``api/ui/dashboard.py`` composes them).
+
+Open to whoever may see the dashboard: everyone without an API key, else a caller with the key
+in ``X-API-Key`` or a signed-in browser (``api/ui/auth.py``). Left out of the OpenAPI schema:
+they serve the dashboard's pages and may change with them; the API's contract is elsewhere.
+"""
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import Response
+
+from api.routes.ui import UiAuthDep
+from api.schemas import MAX_DEVICE_LEN, MAX_ID_LEN, MAX_K, MAX_TS
+from api.ui.auth import Access
+from api.ui.dashboard import Context, Dashboard
+from api.ui.html import SECURITY_HEADERS
+from recsys.records import Record
+
+
+async def ui_access(request: Request, auth: UiAuthDep) -> Access:
+    access = auth.access(request)
+    if access is None:
+        raise HTTPException(401, detail="sign in at /ui/login, or send the X-API-Key header")
+    return access
+
+
+async def get_dashboard(request: Request) -> Dashboard:
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard
+
+
+DashboardDep = Annotated[Dashboard, Depends(get_dashboard)]
+router = APIRouter(prefix="/ui/api", include_in_schema=False, dependencies=[Depends(ui_access)])
+
+DeviceQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_DEVICE_LEN)]
+TsQuery = Annotated[int | None, Query(ge=0, le=MAX_TS)]
+
+
+def _json(record: Record) -> Response:
+    headers = SECURITY_HEADERS | {"Cache-Control": "no-store"}
+    body = orjson.dumps(record.model_dump(mode="json"), option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get("/overview")
+async def overview(dashboard: DashboardDep) -> Response:
+    return _json(await dashboard.overview())
+
+
+@router.get("/builds")
+async def builds(dashboard: DashboardDep) -> Response:
+    return _json(await dashboard.builds())
+
+
+@router.get("/users/{user_id:anytext}")
+async def user(
+    dashboard: DashboardDep,
+    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)],
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
+    device: DeviceQuery = None,
+    ts: TsQuery = None,
+    alt_device: DeviceQuery = None,
+    alt_ts: TsQuery = None,
+) -> Response:
+    """The user inspector. ``device`` and ``ts`` are the context of the answer (as the same
+    parameters of ``GET /recommendations``); ``alt_*`` the context it is compared with."""
+    alternative = (
+        Context(device=alt_device, ts=alt_ts)
+        if alt_device is not None or alt_ts is not None
+        else None
+    )
+    return _json(await dashboard.user(user_id, k, Context(device=device, ts=ts), alternative))
+
+
+@router.get("/items/{item_id:anytext}")
+async def item(
+    dashboard: DashboardDep,
+    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)],
+) -> Response:
+    return _json(await dashboard.item(item_id))
+
+
+@router.get("/drift")
+async def drift(dashboard: DashboardDep) -> Response:
+    return _json(await dashboard.drift())

@@ -1,0 +1,466 @@
+"""Each dashboard page's data, composed from what the API process has: the builds it holds, the
+artifacts folder, Redis, its own metrics and (optionally) an evaluation report.
+
+One JSON endpoint per page (``api/routes/ui_data.py``), each answering from memory, a few Redis
+round trips and small files: builds' inspection tables and manifests are read once per build
+and kept (two builds at most), the report once per change of its file. What needs the CPU runs
+on the event loop only when it is small (a user's answer ranks 500 candidates on the rank
+threads, as any request does); loading a build's tables goes to a thread.
+"""
+
+import asyncio
+import calendar
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+from pydantic import ValidationError
+
+from api.model_holder import ModelHolder
+from api.service import REDIS_ERRORS, RecommendationService
+from api.ui.live import LiveTraffic, RedisView, TrafficView, redis_view
+from recsys.artifacts import BuildManifest, CandidateSummary, DataSummary, read_manifest
+from recsys.config import Settings
+from recsys.evaluation.records import CompareReport, EvalReport, read_report
+from recsys.inspection.builds import BuildRow, build_rows, builds_on_disk
+from recsys.inspection.history import read_history
+from recsys.inspection.items import ItemId, ItemRef, ItemView, item_view, titles_of
+from recsys.inspection.live_drift import LiveDrift, live_drift
+from recsys.inspection.tables import InspectionTables, has_tables, load_tables
+from recsys.inspection.users import (
+    Change,
+    HistoryRow,
+    SourceCandidates,
+    answer_changes,
+    candidates_by_source,
+    history_rows,
+)
+from recsys.records import Record
+from recsys.serving import ServingModel, apply_events
+from recsys.store.codec import decode_user_state
+from recsys.store.drift_counts import read_live_counts
+from recsys.store.user_store import current_build_async, read_user_async
+
+REPORT_FILE: Final = "report.json"
+HISTORY_ROWS: Final = 20  # events shown by the user inspector
+CANDIDATES_PER_SOURCE: Final = 10
+EXAMPLE_USERS: Final = 8
+CACHED_BUILDS: Final = 2
+ROWS_METRICS: Final[tuple[str, ...]] = ("ndcg@10", "hr@10", "ndcg@50", "hr@50")
+DAY_S: Final = 86_400
+
+T = TypeVar("T")
+
+
+class NotFoundError(LookupError):
+    """What the page asked for does not exist (a 404 with this message)."""
+
+
+class UnavailableError(RuntimeError):
+    """No build is loaded yet, or Redis did not answer (a 503 with this message)."""
+
+
+# ---------------------------------------------------------------------------- records
+
+
+class ServedBuild(Record):
+    arm: str
+    build_version: str
+    created_at: str
+    age_s: float | None
+    data: DataSummary
+    candidates: CandidateSummary
+    ranker_valid_ndcg_at_10: float
+    ranker_trees: int
+    inspection_bytes: int | None
+
+
+class ReportSummary(Record):
+    path: str
+    protocol: str
+    users: int
+    build_version: str
+    modified_s: float
+    rows: dict[str, dict[str, float]]
+    """Model -> the headline metrics (NDCG@10, HR@10, NDCG@50, HR@50)."""
+    candidate_recall: float
+    drift_flags: dict[str, int] | None
+
+
+class Overview(Record):
+    generated_at: float
+    refresh_s: float
+    current_build: str | None
+    problem: str | None
+    served: list[ServedBuild]
+    report: ReportSummary | None
+    report_problem: str | None
+    traffic: TrafficView
+    redis: RedisView
+    example_users: list[str]
+
+
+class Builds(Record):
+    key_prefix: str
+    current_build: str | None
+    served: list[str]
+    builds: list[BuildRow]
+
+
+class Context(Record):
+    device: str | None
+    ts: int | None
+
+
+class AnswerItem(ItemRef):
+    score: float
+
+
+class AnswerView(Record):
+    context: Context
+    model_version: str
+    fallback: str | None
+    items: list[AnswerItem]
+
+
+class UserView(Record):
+    user_id: str
+    known: bool
+    model_version: str
+    n_events: int
+    history: list[HistoryRow]
+    answer: AnswerView
+    candidates: list[SourceCandidates]
+    candidates_total: int
+    alternative: AnswerView | None
+    changes: list[Change]
+
+
+class DriftView(Record):
+    model_version: str
+    live: LiveDrift | None
+    report_psi: dict[str, float] | None
+    """The evaluation report's PSI per feature (training window vs its test window)."""
+    problem: str | None
+
+
+# ---------------------------------------------------------------------------- composition
+
+
+@dataclass
+class _Cached:
+    key: object
+    value: object
+
+
+class Dashboard:
+    """The pages' data for one worker; its caches are small and per build."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        artifacts: Path,
+        holder: ModelHolder,
+        service: RecommendationService,
+        traffic: LiveTraffic,
+    ) -> None:
+        self.settings = settings
+        self.artifacts = artifacts
+        self.holder = holder
+        self.service = service
+        self.traffic = traffic
+        self._tables: OrderedDict[str, InspectionTables | None] = OrderedDict()
+        self._manifests: OrderedDict[str, BuildManifest] = OrderedDict()
+        self._report: _Cached | None = None
+
+    # ------------------------------------------------------------------ shared pieces
+
+    def model(self) -> ServingModel:
+        model = self.holder.model
+        if model is None:
+            raise UnavailableError(self.holder.last_error or "no build loaded yet")
+        return model
+
+    def manifest(self, version: str) -> BuildManifest:
+        return self._keep(self._manifests, version, lambda: read_manifest(self.artifacts / version))
+
+    async def tables(self, version: str) -> InspectionTables | None:
+        """The build's inspection tables (None for a build from before they existed)."""
+        if version not in self._tables:
+            directory = self.artifacts / version
+            loaded = await asyncio.to_thread(
+                lambda: load_tables(directory) if has_tables(directory) else None
+            )
+            self._keep(self._tables, version, lambda: loaded)
+        return self._tables[version]
+
+    @staticmethod
+    def _keep(cache: "OrderedDict[str, T]", key: str, load: Callable[[], T]) -> T:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        value = load()
+        cache[key] = value
+        while len(cache) > CACHED_BUILDS:
+            cache.popitem(last=False)
+        return value
+
+    def report(self) -> tuple[EvalReport | CompareReport | None, str | None, Path | None]:
+        """The configured evaluation report (re-read when its file changes), or why not."""
+        given = self.settings.ui.eval_report
+        if given is None:
+            return None, None, None
+        path = given / REPORT_FILE if given.is_dir() else given
+        try:
+            mtime = path.stat().st_mtime
+        except OSError as e:
+            return None, f"evaluation report {path}: {e.strerror}", path
+        if self._report is None or self._report.key != (path, mtime):
+            try:
+                loaded: object = read_report(json.loads(path.read_text()))
+            except (OSError, ValueError, ValidationError) as e:
+                loaded = f"evaluation report {path}: not readable ({type(e).__name__})"
+            self._report = _Cached((path, mtime), loaded)
+        value = self._report.value
+        if isinstance(value, str):
+            return None, value, path
+        assert isinstance(value, EvalReport | CompareReport)
+        return value, None, path
+
+    # ------------------------------------------------------------------ pages
+
+    async def overview(self) -> Overview:
+        traffic, samples = self.traffic.read()
+        model = self.holder.model
+        problem = await self.service.redis_problem(self.holder.ready_key if model else None)
+        try:
+            current = await current_build_async(self.service.event_client, self.service.keys)
+        except REDIS_ERRORS:
+            current = None
+        served = []
+        examples: list[str] = []
+        if model is not None:
+            served.append(self._served("champion", model.version))
+            tables = await self.tables(model.version)
+            if tables is not None and tables.audience is not None:
+                examples = tables.audience.users[:EXAMPLE_USERS]
+        report, report_problem, path = self.report()
+        return Overview(
+            generated_at=time.time(),
+            refresh_s=self.settings.ui.refresh_s,
+            current_build=current,
+            problem=self.holder.last_error,
+            served=served,
+            report=_report_summary(report, path) if report is not None and path else None,
+            report_problem=report_problem,
+            traffic=traffic,
+            redis=redis_view(samples, problem),
+            example_users=examples,
+        )
+
+    def _served(self, arm: str, version: str) -> ServedBuild:
+        m = self.manifest(version)
+        return ServedBuild(
+            arm=arm,
+            build_version=version,
+            created_at=m.created_at,
+            age_s=_age_s(m.created_at),
+            data=m.data,
+            candidates=m.candidates,
+            ranker_valid_ndcg_at_10=m.ranker.valid_ndcg_at_10,
+            ranker_trees=m.ranker.best_iteration,
+            inspection_bytes=m.inspection.bytes if m.inspection else None,
+        )
+
+    async def builds(self) -> Builds:
+        try:
+            current = await current_build_async(self.service.event_client, self.service.keys)
+        except REDIS_ERRORS:
+            current = None
+        prefix = self.settings.key_prefix
+        served = {self.holder.model.version} if self.holder.model else set()
+
+        def rows() -> list[BuildRow]:
+            history = read_history(self.artifacts, prefix)
+            on_disk = builds_on_disk(self.artifacts, prefix)
+            return build_rows(history, on_disk, self.artifacts, prefix, current, served)
+
+        return Builds(
+            key_prefix=prefix,
+            current_build=current,
+            served=sorted(served),
+            builds=await asyncio.to_thread(rows),
+        )
+
+    async def user(
+        self,
+        user_id: str,
+        k: int,
+        context: Context,
+        alternative: Context | None,
+    ) -> UserView:
+        model = self.model()
+        service = self.service
+        try:  # on the event pool: the page can wait longer than a request's 20 ms
+            record = await read_user_async(
+                service.event_client,
+                service.keys,
+                model.version,
+                user_id,
+                service.cfg.max_events_per_user,
+            )
+        except REDIS_ERRORS as e:
+            raise UnavailableError(f"redis: {e}") from e
+        tables = await self.tables(model.version)
+        titles: list[str | None] = (
+            titles_of(tables.catalogue) if tables else [None] * model.items.n_items
+        )
+        answer = await self._answer(model, user_id, k, context, titles)
+        known = record.state is not None
+        if known:
+            assert record.state is not None
+            state = apply_events(decode_user_state(record.state), record.events, model)
+            history = history_rows(state, record.events, model.items, titles, HISTORY_ROWS)
+            candidates = candidates_by_source(state, model.items, titles, CANDIDATES_PER_SOURCE)
+            total, n_events = len(state.cand_item), state.n_events
+        else:
+            history, candidates, total, n_events = [], [], 0, len(record.events)
+        alt = alternative or default_alternative(context, history, model.items.devices)
+        alt_answer = await self._answer(model, user_id, k, alt, titles)
+        by_id = {i.item_id: i.title for i in answer.items + alt_answer.items}
+        return UserView(
+            user_id=user_id,
+            known=known,
+            model_version=model.version,
+            n_events=n_events,
+            history=history,
+            answer=answer,
+            candidates=candidates,
+            candidates_total=total,
+            alternative=alt_answer,
+            changes=answer_changes(
+                [i.item_id for i in answer.items], [i.item_id for i in alt_answer.items], by_id
+            ),
+        )
+
+    async def _answer(
+        self,
+        model: ServingModel,
+        user_id: str,
+        k: int,
+        context: Context,
+        titles: list[str | None],
+    ) -> AnswerView:
+        """The answer ``GET /recommendations`` gives for this user and context: the same
+        service call, the same code."""
+        answer = await self.service.recommend(
+            model, user_id, k, context.device, context.ts, time.perf_counter()
+        )
+        ids = model.items.ids_list
+        return AnswerView(
+            context=context,
+            model_version=answer.model.version,
+            fallback=answer.fallback,
+            items=[
+                AnswerItem(item_id=ids[i], title=titles[i], score=round(s, 6))
+                for i, s in zip(
+                    answer.ranked.item_idx.tolist(), answer.ranked.scores.tolist(), strict=True
+                )
+            ],
+        )
+
+    async def item(self, item_id: str) -> ItemView:
+        model = self.model()
+        index = model.items.index_of(item_id)
+        if index < 0:
+            raise NotFoundError(f"item {item_id!r} is not in build {model.version}")
+        tables = await self.tables(model.version)
+        if tables is None:
+            raise NotFoundError(
+                f"build {model.version} has no inspection tables (built before they existed); "
+                "rebuild to see item pages"
+            )
+        return item_view(model.version, index, model.items, tables)
+
+    async def drift(self) -> DriftView:
+        model = self.model()
+        report, _, _ = self.report()
+        report_psi = None
+        drift_part = report.champion.drift if isinstance(report, CompareReport) else None
+        if isinstance(report, EvalReport):
+            drift_part = report.drift
+        if drift_part is not None:
+            report_psi = {name: s.psi for name, s in drift_part.features.items()}
+        if model.drift_reference is None:
+            return DriftView(
+                model_version=model.version,
+                live=None,
+                report_psi=report_psi,
+                problem=f"build {model.version} saved no drift reference "
+                "(built before it existed, or with inspection.drift_requests=0)",
+            )
+        try:
+            live = await read_live_counts(
+                self.service.event_client, self.service.keys, model.version
+            )
+        except REDIS_ERRORS as e:
+            raise UnavailableError(f"redis: {e}") from e
+        return DriftView(
+            model_version=model.version,
+            live=live_drift(model.drift_reference, live),
+            report_psi=report_psi,
+            problem=None,
+        )
+
+
+def default_alternative(context: Context, history: list[HistoryRow], devices: list[str]) -> Context:
+    """What the inspector compares with when not told: the user's last device if the request
+    named another (else the first other device the build knows), twelve hours later."""
+    last = history[0].device if history else None
+    if last is not None and last != context.device and last != "unknown":
+        device: str | None = last
+    else:
+        device = next((d for d in devices[1:] if d != context.device), None)
+    base_ts = context.ts if context.ts is not None else int(time.time())
+    return Context(device=device, ts=base_ts + DAY_S // 2)
+
+
+def _age_s(created_at: str) -> float | None:
+    try:
+        created = calendar.timegm(time.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
+    return round(time.time() - created, 1)
+
+
+def _report_summary(report: EvalReport | CompareReport, path: Path) -> ReportSummary:
+    main = report.champion if isinstance(report, CompareReport) else report
+    rows = {
+        model: {m: row[m] for m in ROWS_METRICS if m in row} for model, row in main.results.items()
+    }
+    if isinstance(report, CompareReport):
+        rows["challenger two_stage"] = {
+            m: v for m, v in report.challenger.results["two_stage"].items() if m in ROWS_METRICS
+        }
+    flags = None
+    if main.drift is not None:
+        flags = {"stable": 0, "moderate": 0, "major": 0}
+        for shift in main.drift.features.values():
+            flags[shift.flag] += 1
+    return ReportSummary(
+        path=str(path),
+        protocol=main.protocol,
+        users=main.users,
+        build_version=main.build_version,
+        modified_s=path.stat().st_mtime,
+        rows=rows,
+        candidate_recall=main.candidates.recall,
+        drift_flags=flags,
+    )
+
+
+__all__ = ["Dashboard", "ItemId", "NotFoundError", "ServedBuild", "UnavailableError"]
