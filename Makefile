@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast check contract format bench report loadtest chaos clean
+.PHONY: demo test test-fast check contract format bench report loadtest chaos screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -71,6 +71,11 @@ loadtest: $(STAMP)
 CHAOS_ARGS ?= --duration 600
 chaos: $(STAMP)
 	$(BIN)/python -m loadtest.chaos --out bench-output/chaos $(CHAOS_ARGS)
+
+# Screenshots of every dashboard page (docs/img/ui-*.png), taken by headless Chromium on a
+# synthetic build with traffic; ~2 minutes.
+screenshots: $(STAMP)
+	$(BIN)/python bench/screenshots.py --out docs/img
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info

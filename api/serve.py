@@ -56,6 +56,9 @@ def serve(artifacts: Path, settings: Settings) -> None:
         log.warning("%s", warning)
     if not artifacts.is_dir():
         raise ArtifactError(f"{artifacts}: no such artifacts directory; run `recsys build` first")
+    report = settings.ui.eval_report
+    if report is not None and not report.exists():
+        raise ArtifactError(f"--eval-report {report}: no such file or folder; run `recsys eval`")
     os.environ.setdefault("OMP_NUM_THREADS", _OMP_THREADS)
     cfg = settings.serve
     with redis_url_or_local(
@@ -69,6 +72,8 @@ def serve(artifacts: Path, settings: Settings) -> None:
             return
         os.environ["RECSYS_REDIS_URL"] = url
         os.environ["RECSYS_SERVE__ARTIFACTS"] = str(artifacts.resolve())
+        if report is not None:
+            os.environ["RECSYS_UI__EVAL_REPORT"] = str(report.resolve())
         with _shared_metrics_dir():
             uvicorn.run(
                 "api.app:app_from_env",

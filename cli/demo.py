@@ -9,7 +9,9 @@ to delete the home folder). It runs on a Redis of its own unless ``--redis-url``
 import contextlib
 import json
 import logging
+import shlex
 import shutil
+import sys
 import threading
 import time
 import urllib.error
@@ -28,7 +30,7 @@ from recsys.data.load import load_dataset
 from recsys.errors import RecsysError
 from recsys.net import free_port
 from recsys.pipeline import run_build
-from recsys.store.connect import open_redis
+from recsys.store.connect import open_redis, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,31 @@ def demo(out: Path, users: int, items: int, settings: Settings) -> None:
             server.should_exit = True
             thread.join(timeout=10)
     print(f"\nreport: {report / 'report.md'}\nartifacts: {artifacts} (build {build.version})")
+    print(
+        "\nServe the demo build with its dashboard (Ctrl-C stops it):\n"
+        f"  {serve_command(artifacts, report, settings)}\n"
+        f"and open {dashboard_url(settings)}"
+    )
+
+
+def serve_command(artifacts: Path, report: Path, settings: Settings) -> str:
+    """The one command that serves the demo's build: its artifacts (and their Redis data), its
+    evaluation report on the dashboard's overview, and, when the demo used a given Redis, that
+    Redis and the demo's key prefix (never a password: the URL goes through the environment)."""
+    program = sys.argv[0] if Path(sys.argv[0]).name == "recsys" else "recsys"
+    parts = [program, "serve", "--artifacts", str(artifacts), "--eval-report", str(report)]
+    env = []
+    if settings.redis_url:
+        env = [
+            f"RECSYS_KEY_PREFIX={settings.key_prefix}",
+            f"RECSYS_REDIS_URL={redact_url(settings.redis_url)}",
+        ]
+    return " ".join(shlex.quote(p) for p in [*env, *parts])
+
+
+def dashboard_url(settings: Settings) -> str:
+    host = settings.serve.host
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{settings.serve.port}/ui"
 
 
 def _call(base: str, path: str, body: dict[str, object] | None = None) -> tuple[int, Any]:

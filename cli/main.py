@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int)
     v.add_argument("--workers", type=int, help="processes (default 1)")
     v.add_argument("--redis-url")
+    v.add_argument(
+        "--eval-report",
+        type=Path,
+        help="an evaluation report (report.json or its folder) for the dashboard's overview",
+    )
 
     lt = sub.add_parser("loadtest", help="locust against the API; non-zero exit over thresholds")
     add_loadtest_arguments(lt)
@@ -122,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             # validated like any setting: --port 0 or --workers 0 is a usage error
             serve_cfg = type(settings.serve).model_validate(settings.serve.model_dump() | given)
             settings = settings.model_copy(update={"serve": serve_cfg})
+            if args.eval_report is not None:
+                ui = settings.ui.model_copy(update={"eval_report": args.eval_report.resolve()})
+                settings = settings.model_copy(update={"ui": ui})
         return _run(parser, args, settings)
     except RecsysError as e:
         print(f"recsys: error: {e}", file=sys.stderr)

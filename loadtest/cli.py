@@ -63,6 +63,13 @@ def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--redis-url", help="Redis for our own server (default: a local one)")
     p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="keep the dashboard open in headless Chromium during each step (the overview "
+        "refreshing itself, a second tab through the other pages every 5 s); any error in it "
+        "fails the run",
+    )
+    p.add_argument(
         "--render",
         type=Path,
         metavar="OUT",
@@ -96,6 +103,7 @@ def run_from_args(args: argparse.Namespace, settings: object) -> int:
             seed=args.seed,
             wait_idle=args.wait_idle,
             repeat=args.repeat,
+            dashboard=args.dashboard,
             thresholds=Thresholds(max_p99_ms=args.max_p99_ms, max_failures=args.max_failures),
         )
     except ValueError as e:

@@ -15,6 +15,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from loadtest.dashboard import DashboardStats
+
 AGGREGATED = "Aggregated"
 # Fallbacks that are the right answer, not a sign of load: an unknown user gets popular items.
 BY_DESIGN = frozenset({"cold-start"})
@@ -74,6 +76,7 @@ class RunSummary:
     cpu: CpuUse = field(default_factory=CpuUse)
     idle: Idle = field(default_factory=Idle)
     runs: int = 1  # > 1: medians over repeated runs (see median_by_rate)
+    dashboard: DashboardStats | None = None  # --dashboard: what the open dashboard saw
 
     @property
     def fallback_share(self) -> float:
@@ -97,6 +100,8 @@ class RunSummary:
             problems.append(f"p99 {self.total.p99_ms:g} ms > {thresholds.max_p99_ms:g} ms")
         if self.total.failures > thresholds.max_failures:
             problems.append(f"{self.total.failures} failed requests > {thresholds.max_failures}")
+        if self.dashboard is not None and self.dashboard.errors:
+            problems.append(f"the open dashboard saw {self.dashboard.errors} errors")
         return problems
 
     def to_json(self) -> dict[str, object]:
@@ -119,6 +124,7 @@ class RunSummary:
             cpu=CpuUse(**data["cpu"]),
             idle=Idle(**data["idle"]),
             runs=data["runs"],
+            dashboard=DashboardStats(**data["dashboard"]) if data.get("dashboard") else None,
         )
 
 
@@ -191,6 +197,7 @@ def summarise(
     stages_ms: dict[str, float] | None = None,
     cpu: CpuUse | None = None,
     idle: Idle | None = None,
+    dashboard: DashboardStats | None = None,
 ) -> RunSummary:
     total, by_name = read_stats_csv(Path(f"{csv_prefix}{STATS_SUFFIX}"))
     fallbacks, answers, cpu_warnings = read_outcomes(outcomes_path)
@@ -204,6 +211,7 @@ def summarise(
         stages_ms=stages_ms or {},
         cpu=cpu or CpuUse(),
         idle=idle or Idle(),
+        dashboard=dashboard,
     )
 
 
@@ -240,6 +248,12 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"before: load average {idle.load_average_1m:.2f}, {busy} cores busy")
     if summary.locust_cpu_warnings:
         lines.append("warning: locust used >90% of a core; its latencies include its own queueing")
+    if (d := summary.dashboard) is not None:
+        lines.append(
+            f"dashboard open: {d.data_loads} data loads, p50 {d.p50_ms} ms, p95 {d.p95_ms} ms, "
+            f"max {d.max_ms} ms (browser-timed), {d.errors} errors"
+        )
+        lines += [f"  {problem}" for problem in d.problems]
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.prometheus import MULTIPROC_ENV, REQUEST_METRIC, STAGE_METRIC, SWAPS_METRIC
+from loadtest.dashboard import DashboardSession
 from loadtest.plan import plan_from_dataset
 from loadtest.results import (
     CpuUse,
@@ -50,7 +51,7 @@ from loadtest.results import (
     summarise,
     verdict,
 )
-from loadtest.traffic import PLAN_ENV
+from loadtest.traffic import PLAN_ENV, TrafficPlan
 from offline.data import synth
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
@@ -97,6 +98,7 @@ class LoadtestOptions:
     thresholds: Thresholds
     wait_idle: bool  # wait for a quiet machine first (load average, then busy cores)
     repeat: int  # runs of the whole series; the table shows medians
+    dashboard: bool = False  # keep the dashboard open in a browser during each step
 
     def __post_init__(self) -> None:
         """Checked before anything is built or started."""
@@ -308,7 +310,14 @@ def _step(opts: LoadtestOptions, target: Target, rate: float, run: int) -> RunSu
         busy_cores=_wait_for_quiet(IDLE_WAIT_MAX_S) if opts.wait_idle else _busy_cores(1.0),
     )
     before = _Snapshot.take(target)
-    _run_locust(opts, target, users, step_dir)
+    dashboard = None
+    if opts.dashboard:
+        plan = TrafficPlan.load(target.plan_path)
+        with DashboardSession(target.base_url, plan, seed=opts.seed) as session:
+            _run_locust(opts, target, users, step_dir)
+        dashboard = session.stats
+    else:
+        _run_locust(opts, target, users, step_dir)
     after = _Snapshot.take(target)
     summary = summarise(
         step_dir / "locust",
@@ -317,6 +326,7 @@ def _step(opts: LoadtestOptions, target: Target, rate: float, run: int) -> RunSu
         stages_ms=_stage_means_ms(before.stages, after.stages),
         cpu=before.cpu_until(after),
         idle=idle,
+        dashboard=dashboard,
     )
     (step_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     print(format_summary(summary))

@@ -82,7 +82,7 @@ def test_a_short_run_passes_and_reports_everything(
     write_dataset(generate_synthetic(n_users=300, n_items=120, seed=5, events_per_user=20), data)
     argv = ["loadtest", "--data", str(data), "--artifacts", str(tmp_path / "art")]
     argv += ["--users-rate", str(LOW_RATE), "--duration", "4s", "--ramp", "1s"]
-    argv += ["--out", str(out), "--redis-url", locked_redis]
+    argv += ["--out", str(out), "--redis-url", locked_redis, "--dashboard"]
     command_lines: list[str] = []
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_command_lines, args=(SECRET, command_lines, stop))
@@ -128,6 +128,11 @@ def test_a_short_run_passes_and_reports_everything(
     cpu = summary["cpu"]
     assert cpu["server_ms_per_request"] > 0 and cpu["locust_cores"] > 0
     assert "achieved" in printed and "p99" in printed and "fallbacks:" in printed
+    # issue 16: the dashboard stayed open in a browser (overview, then another page) all along
+    dashboard = summary["dashboard"]
+    assert dashboard["errors"] == 0, dashboard["problems"]
+    assert dashboard["data_loads"] >= 2 and dashboard["p50_ms"] > 0
+    assert "dashboard open:" in printed
 
     assert main(["loadtest", "--render", str(out)]) == 0  # the table again, from what was saved
     row = f"| {LOW_RATE} | {total['rps']:.1f} | {total['p50_ms']:g} |"

@@ -1,10 +1,13 @@
 """The dashboard's HTTP side (issue 16), without a browser: sign-in and its cookie, CSRF, what
 each page's JSON holds on a real build, bad input, and the packaged assets."""
 
+import json
 import re
+import shlex
 import time
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -12,6 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.ui.auth import COOKIE, CSRF_HEADER
+from cli.demo import dashboard_url, serve_command
+from cli.main import _parser, main
+from recsys.config import Settings, with_overrides
+from recsys.evaluation.records import EvalReport, read_report
 from recsys.inspection.tables import load_tables
 from tests.test_api_support import Built, api_client
 
@@ -297,3 +304,49 @@ def test_the_dashboard_can_be_switched_off(built: Built) -> None:
         assert client.get("/ui").status_code == 404
         assert client.get("/ui/api/overview").status_code == 404
         assert client.get("/healthz").status_code == 200
+
+
+# ---------------------------------------------------------------------------- the report, serve
+
+
+def test_overview_and_drift_show_the_evaluation_report(built: Built) -> None:
+    folder = Path(__file__).resolve().parents[1] / "docs" / "reports" / "synth"
+    report = read_report(json.loads((folder / "report.json").read_text()))
+    assert isinstance(report, EvalReport) and report.drift is not None
+    settings = with_overrides(built.settings, {"ui": {"eval_report": folder}})
+    with api_client(built, settings) as client:
+        overview = client.get("/ui/api/overview").json()
+        drift = client.get("/ui/api/drift").json()
+    summary = overview["report"]
+    assert summary["build_version"] == report.build_version
+    assert summary["rows"]["two_stage"]["ndcg@10"] == report.results["two_stage"]["ndcg@10"]
+    assert sum(summary["drift_flags"].values()) == len(report.drift.features)
+    assert drift["report_psi"] == {n: s.psi for n, s in report.drift.features.items()} | {
+        "score": report.drift.score.psi
+    }
+
+
+def test_a_missing_evaluation_report_is_a_usage_error(
+    built: Built, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "--artifacts", str(built.artifacts), "--eval-report", "/no/such/report"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "/no/such/report" in err and len(err.splitlines()) == 1
+
+
+def test_the_demo_prints_the_command_that_serves_its_build() -> None:
+    command = serve_command(Path("demo-output/artifacts"), Path("demo-output/report"), Settings())
+    assert command == (
+        "recsys serve --artifacts demo-output/artifacts --eval-report demo-output/report"
+    )
+    args = _parser().parse_args(shlex.split(command)[1:])
+    assert (args.command, args.artifacts, args.eval_report) == (
+        "serve",
+        Path("demo-output/artifacts"),
+        Path("demo-output/report"),
+    )
+    given = Settings(redis_url="redis://:hunter2@db:6379/0", key_prefix="recsys-demo")
+    shown = serve_command(Path("a"), Path("r"), given)
+    assert "hunter2" not in shown and "RECSYS_KEY_PREFIX=recsys-demo" in shown
+    assert dashboard_url(Settings()) == "http://127.0.0.1:8000/ui"

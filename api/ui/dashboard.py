@@ -29,7 +29,7 @@ from recsys.evaluation.records import CompareReport, EvalReport, read_report
 from recsys.inspection.builds import BuildRow, build_rows, builds_on_disk
 from recsys.inspection.history import read_history
 from recsys.inspection.items import ItemId, ItemRef, ItemView, item_view, titles_of
-from recsys.inspection.live_drift import LiveDrift, live_drift
+from recsys.inspection.live_drift import SCORE, LiveDrift, live_drift
 from recsys.inspection.tables import InspectionTables, has_tables, load_tables
 from recsys.inspection.users import (
     Change,
@@ -395,6 +395,7 @@ class Dashboard:
             drift_part = report.drift
         if drift_part is not None:
             report_psi = {name: s.psi for name, s in drift_part.features.items()}
+            report_psi[SCORE] = drift_part.score.psi
         if model.drift_reference is None:
             return DriftView(
                 model_version=model.version,

@@ -561,7 +561,8 @@
       return;
     }
     const live = d.live;
-    const rows = Object.entries(live.features).concat([["ranker score", live.score]]);
+    const rows = Object.entries(live.features).concat([["score", live.score]]);
+    const label = (n) => (n === "score" ? "ranker score" : n);
     rows.sort((a, b) => (b[1].psi ?? -1) - (a[1].psi ?? -1));
     const chartBox = el("div", { class: "chart" });
     const detailBox = el("div", {});
@@ -585,7 +586,7 @@
     };
     const tbl = table(
       [
-        { label: "variable", value: ([n]) => n },
+        { label: "variable", value: ([n]) => label(n) },
         { label: "live PSI", value: ([, s]) => fmt.num(s.psi, 4), num: true },
         { label: "flag", value: ([, s]) => flagTag(s.flag) },
         { label: "report PSI", value: ([n]) => (d.report_psi && n in d.report_psi ? fmt.num(d.report_psi[n], 4) : "–"), num: true },
@@ -593,7 +594,7 @@
         { label: "missing (train / live)", value: ([, s]) => `${fmt.pct(s.reference_missing)} / ${fmt.pct(s.live_missing)}`, num: true },
       ],
       rows,
-      ([n, s]) => ({ class: "clickable", on: { click: () => showDetail(n, s) } }),
+      ([n, s]) => ({ class: "clickable", on: { click: () => showDetail(label(n), s) } }),
     );
     content.replaceChildren(
       el(
@@ -615,7 +616,7 @@
     const withPsi = rows.filter(([, s]) => s.psi !== null);
     if (withPsi.length) {
       barChart(chartBox, {
-        names: withPsi.map(([n]) => n),
+        names: withPsi.map(([n]) => label(n)),
         series: [{ label: "PSI", values: withPsi.map(([, s]) => s.psi) }],
         xLabel: "PSI",
         thresholds: [
