@@ -210,7 +210,7 @@ def _own_server(
         if cleared:
             log.info("cleared the events of %d users left by an earlier run", cleared)
         workers = opts.workers or settings.serve.workers
-        with _serve(
+        with serve_build(
             artifacts, redis_url, settings.key_prefix, workers, opts.out / "server.log"
         ) as served:
             yield served
@@ -238,7 +238,7 @@ def _synthesise(opts: LoadtestOptions, out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _serve(
+def serve_build(
     artifacts: Path, redis_url: str, key_prefix: str, workers: int, log_path: Path
 ) -> Iterator[tuple[str, int]]:
     """``recsys serve`` in a subprocess on a free port: (URL, pid) once every worker is up.
