@@ -170,11 +170,11 @@ class InspectionConfig(_Section):
         10, ge=1, le=100, description="Neighbours per item kept from each item-to-item source."
     )
     audience_users: int = Field(
-        2000,
+        1000,
         ge=0,
         description=(
             "Users whose answers the build ranks to find whom each item is recommended to "
-            "(a seeded sample; about 1 ms each); 0: none."
+            "(a seeded sample; 1-3 ms each); 0: none."
         ),
     )
     audience_k: int = Field(20, ge=1, le=500, description="Recommended = in the top k.")
@@ -188,6 +188,9 @@ class InspectionConfig(_Section):
         ),
     )
     seed: int = Field(42, description="Seed of the audience sample.")
+    threads: int = Field(
+        2, ge=1, le=64, description="LightGBM threads ranking the audience sample (offline)."
+    )
 
 
 class UiConfig(_Section):

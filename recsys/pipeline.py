@@ -44,16 +44,16 @@ from recsys.ids import IdIndex
 from recsys.inspection.history import BuildHistoryEntry, append_history
 from recsys.inspection.records import InspectionSummary
 from recsys.inspection.reference import drift_reference
-from recsys.inspection.tables import write_inspection
+from recsys.inspection.tables import audience_sample, write_inspection
 from recsys.progress import StageTimer
 from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import Ranker, TrainResult, train_ranker
 from recsys.ranking.training_set import TrainingWindow, training_data
 from recsys.serving import ServingModel
 from recsys.store.builds import BuildInProgress, check_eviction_policy
-from recsys.store.codec import encode_user_state
+from recsys.store.codec import decode_user_state, encode_user_state
 from recsys.store.keys import Keys
-from recsys.store.user_store import BuildWriter
+from recsys.store.user_store import BuildWriter, read_states
 from recsys.versions import new_build_version, staging_dir_name
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,7 @@ def write_candidates(
 
 
 def _inspect(
+    client: redis.Redis,
     directory: Path,
     version: str,
     model: CandidateModel,
@@ -166,8 +167,12 @@ def _inspect(
 ) -> InspectionSummary:
     """The dashboard's tables (``recsys.inspection.tables``)."""
     serving = ServingModel(version, model.items, ranker, settings.candidates.history_len)
+    user_keys = users.keys()
+    sample = [user_keys[u] for u in audience_sample(len(users), settings).tolist()]
+    blobs = read_states(client, Keys(settings.key_prefix), version, sample)
+    states = [decode_user_state(b) if b is not None else None for b in blobs]
     tables, files = write_inspection(
-        directory, model, serving, events.item, events.ts, dataset.items, users.keys(), settings
+        directory, model, serving, events.item, events.ts, dataset.items, (sample, states), settings
     )
     cfg = settings.inspection
     return InspectionSummary(
@@ -245,7 +250,9 @@ def _build_in_progress(
             cand_info = write_candidates(writer, model, users, settings)
         with timer.stage("inspection"):
             ranker = Ranker(train_result.booster)  # predicts with best_iteration, as saved
-            inspection = _inspect(staging, version, model, ranker, events, dataset, users, settings)
+            inspection = _inspect(
+                client, staging, version, model, ranker, events, dataset, users, settings
+            )
         spent_s = sum(t for stage, t in timer.timings_s.items() if stage.startswith("inspection"))
         inspection = inspection.model_copy(
             update={"seconds": round(spent_s, 3), "drift_reference": reference}

@@ -104,17 +104,19 @@ def rank(
     k: int,
     times: RankTimes | None = None,
     keep_inputs: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    num_threads: int = 1,
 ) -> list[Ranked]:
     """Two-stage answers: every candidate scored by the ranker, the top k kept.
 
     ``times``, when given, receives the time spent on features and on the model;
-    ``keep_inputs`` receives the call's (feature matrix, scores), e.g. for live drift."""
+    ``keep_inputs`` receives the call's (feature matrix, scores), e.g. for live drift. The API
+    predicts with one thread (it scales with processes); an offline batch may use more."""
     if not states:
         return []
     started = time.perf_counter()
     features = build_features(states, contexts, model.items)
     built = time.perf_counter()
-    scores = model.ranker.score(features)
+    scores = model.ranker.score(features, num_threads)
     if keep_inputs is not None:
         keep_inputs.append((features, scores))
     if times is not None:

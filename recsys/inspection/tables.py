@@ -8,13 +8,13 @@ in memory anyway, and read back only by the dashboard (never by the request path
   exactly what those sources propose;
 - **audience**: whom each item is recommended to. Ranking every user again would cost as much
   as serving them all, so a seeded sample of users is ranked by the build's own ranker (the
-  request path's code, on the states Redis holds), at the build's time on each user's last
-  device; per item: how many of them get it in their top k (its reach), and the users who
-  get it highest;
+  request path's code, on the states read back from Redis), at the build's time on each user's
+  last device; per item: how many of them get it in their top k (its reach), and the users
+  who get it highest;
 - **catalogue**: the items' ids, titles and genres as the dataset gave them.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -28,7 +28,6 @@ from recsys.candidates.neighbours import ItemNeighbours
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.features import RequestContext
-from recsys.ranking.training_set import as_served
 from recsys.serving import ServingModel, rank
 from recsys.user_state import UserState
 
@@ -118,55 +117,49 @@ def neighbour_tables(sources: Sequence[ActiveSource], m: int) -> dict[str, ItemN
     return out
 
 
-def _sampled_states(
-    model: CandidateModel, users: np.ndarray, settings: Settings
-) -> Iterator[tuple[np.ndarray, list[UserState], list[RequestContext]]]:
-    """States of ``users`` exactly as Redis holds them (through the codec), in batches, with a
-    request at the build's time on each user's last device."""
-    as_of = model.items.as_of_ts
-    for batch in model.candidates(users, settings):
-        states = [
-            as_served(model.history.state(int(u), *batch.row(j), settings.candidates.history_len))
-            for j, u in enumerate(batch.users)
-        ]
-        contexts = [
-            RequestContext(ts=as_of, device=int(s.hist_device[-1]) if len(s.hist_device) else 0)
-            for s in states
-        ]
-        yield batch.users, states, contexts
+def audience_sample(n_users: int, settings: Settings) -> np.ndarray:
+    """Dense indices of the users whose answers are ranked: a seeded sample, sorted."""
+    cfg = settings.inspection
+    rng = np.random.default_rng(cfg.seed)
+    return np.sort(rng.permutation(n_users)[: cfg.audience_users]).astype(np.int32)
 
 
 def audience(
-    model: CandidateModel,
     serving: ServingModel,
-    user_keys: list[str],
+    user_ids: list[str],
+    states: Sequence[UserState | None],
     settings: Settings,
 ) -> Audience | None:
-    """Rank a seeded sample of ``inspection.audience_users`` users with the build's ranker and
-    record, per item, its reach and the users it is recommended to highest."""
+    """Rank the sampled users' states (as Redis holds them) with the build's ranker, at the
+    build's time on each user's last device, and record, per item, its reach and the users it
+    is recommended to highest. ``None`` states (no candidates stored) are left out."""
     cfg = settings.inspection
-    n_users = len(user_keys)
-    if cfg.audience_users == 0 or n_users == 0:
+    kept = [(u, s) for u, s in zip(user_ids, states, strict=True) if s is not None]
+    if cfg.audience_users == 0 or not kept:
         return None
-    rng = np.random.default_rng(cfg.seed)
-    sample = np.sort(rng.permutation(n_users)[: cfg.audience_users]).astype(np.int32)
-    position_of = {int(u): p for p, u in enumerate(sample)}
+    as_of = serving.items.as_of_ts
+    contexts = [
+        RequestContext(ts=as_of, device=int(s.hist_device[-1]) if len(s.hist_device) else 0)
+        for _, s in kept
+    ]
     rows_user, rows_item, rows_pos, rows_score = [], [], [], []
-    for batch_users, states, contexts in _sampled_states(model, sample, settings):
-        for start in range(0, len(states), RANK_BATCH_USERS):
-            part = slice(start, start + RANK_BATCH_USERS)
-            ranked = rank(serving, states[part], contexts[part], cfg.audience_k)
-            for u, answer in zip(batch_users[part], ranked, strict=True):
-                n = len(answer.item_idx)
-                rows_user.append(np.full(n, position_of[int(u)], dtype=np.int32))
-                rows_item.append(answer.item_idx.astype(np.int32))
-                rows_pos.append(np.arange(n, dtype=np.int16))
-                rows_score.append(answer.scores.astype(np.float32))
+    for start in range(0, len(kept), RANK_BATCH_USERS):
+        part = slice(start, start + RANK_BATCH_USERS)
+        batch_states = [s for _, s in kept[part]]
+        ranked = rank(
+            serving, batch_states, contexts[part], cfg.audience_k, num_threads=cfg.threads
+        )
+        for u, answer in zip(range(start, start + len(batch_states)), ranked, strict=True):
+            n = len(answer.item_idx)
+            rows_user.append(np.full(n, u, dtype=np.int32))
+            rows_item.append(answer.item_idx.astype(np.int32))
+            rows_pos.append(np.arange(n, dtype=np.int16))
+            rows_score.append(answer.scores.astype(np.float32))
     n_items = serving.items.n_items
-    user = np.concatenate(rows_user) if rows_user else np.zeros(0, np.int32)
-    item = np.concatenate(rows_item) if rows_item else np.zeros(0, np.int32)
-    pos = np.concatenate(rows_pos) if rows_pos else np.zeros(0, np.int16)
-    score = np.concatenate(rows_score) if rows_score else np.zeros(0, np.float32)
+    user = np.concatenate(rows_user)
+    item = np.concatenate(rows_item)
+    pos = np.concatenate(rows_pos)
+    score = np.concatenate(rows_score)
     # per item: best position first, then the higher score, then the user (a stable order)
     order = np.lexsort((user, -score, pos, item))
     item, user, pos, score = item[order], user[order], pos[order], score[order]
@@ -180,7 +173,7 @@ def audience(
     at = (item[keep], rank_in_item[keep])
     top_users[at], top_position[at], top_score[at] = user[keep], pos[keep], score[keep]
     return Audience(
-        users=[user_keys[int(u)] for u in sample],
+        users=[u for u, _ in kept],
         k=cfg.audience_k,
         reach=np.bincount(item, minlength=n_items).astype(np.int32),
         top_users=top_users,
@@ -275,15 +268,16 @@ def write_inspection(
     item_idx: np.ndarray,
     ts: np.ndarray,
     items: pl.DataFrame,
-    user_keys: list[str],
+    sampled: tuple[list[str], Sequence[UserState | None]],
     settings: Settings,
 ) -> tuple[InspectionTables, list[Path]]:
-    """Compute every table from the build's stage 1 on all events and its events, and save
-    them into ``directory``."""
+    """Compute every table from the build's stage 1 on all events, its events and the sampled
+    users' states (``audience_sample``: ids, states as read back from Redis), and save them
+    into ``directory``."""
     tables = InspectionTables(
         activity=item_activity(item_idx, ts, items.height),
         neighbours=neighbour_tables(model.sources, settings.inspection.neighbours),
-        audience=audience(model, serving, user_keys, settings),
+        audience=audience(serving, *sampled, settings),
         catalogue=catalogue(items),
     )
     return tables, save_tables(directory, tables)

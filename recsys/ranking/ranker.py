@@ -119,8 +119,9 @@ class Ranker:
     def save(self, path: Path, num_iteration: int | None = None) -> None:
         self.booster.save_model(str(path), num_iteration=num_iteration)
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float32)
+    def score(self, features: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Scores with one thread by default: the API's setting (module docstring)."""
+        return np.asarray(self.booster.predict(features, num_threads=num_threads), dtype=np.float32)
 
     def feature_importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance(importance_type="gain")
