@@ -119,7 +119,10 @@ class DashboardSession:
 
         page.on("console", console)
         page.on("pageerror", lambda error: self._problem(f"page error: {error}"))
-        page.on("requestfailed", lambda request: self._problem(f"failed: {request.url}"))
+        page.on(
+            "requestfailed",
+            lambda request: self._problem(f"failed: {request.url} ({request.failure})"),
+        )
         page.on("response", response)
         page.on("requestfinished", finished)
 

@@ -15,6 +15,7 @@ from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.data.synth import generate_synthetic
 from recsys.errors import BuildError
+from recsys.inspection.history import read_history
 from recsys.pipeline import BuildResult, run_build
 from recsys.store.keys import Keys
 from recsys.store.user_store import current_build
@@ -169,7 +170,10 @@ def test_rebuilds_keep_the_previous_build_and_drop_older(
     assert kept == set(versions[1:])
     assert not list(redis_client.scan_iter(match=keys.build_pattern(versions[0])))
     assert list(redis_client.scan_iter(match=keys.build_pattern(versions[1]), count=1000))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(versions[1:])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(versions[1:])
+    # the history keeps the removed build too (issue 16: the dashboard's builds page)
+    history = read_history(tmp_path, settings.key_prefix)
+    assert [e.build_version for e in history] == versions[::-1]
 
 
 def test_failed_build_leaves_the_current_one_untouched(
@@ -196,7 +200,10 @@ def test_failed_build_leaves_the_current_one_untouched(
         run_build(one_event_each, artifacts, redis_client, settings)
     assert current_build(redis_client, keys) == result.version
     assert sorted(redis_client.scan_iter(match=f"{settings.key_prefix}:*", count=10_000)) == before
-    assert [p.name for p in artifacts.iterdir()] == [result.version]
+    assert [p.name for p in artifacts.iterdir() if p.is_dir()] == [result.version]
+    assert [e.build_version for e in read_history(artifacts, settings.key_prefix)] == [
+        result.version
+    ]  # a failed build adds no line to the history
 
 
 def built_items() -> pl.DataFrame:

@@ -83,6 +83,10 @@ def test_a_short_run_passes_and_reports_everything(
     argv = ["loadtest", "--data", str(data), "--artifacts", str(tmp_path / "art")]
     argv += ["--users-rate", str(LOW_RATE), "--duration", "4s", "--ramp", "1s"]
     argv += ["--out", str(out), "--redis-url", locked_redis, "--dashboard"]
+    # what is measured here is the run's mechanics, not the machine: on a shared 2-core machine
+    # (other tests, a browser) a 4-second p99 can pass 100 ms; the threshold's verdict has its
+    # own tests (test_loadtest_results.py), the dashboard's errors still fail the run
+    argv += ["--max-p99-ms", "2000"]
     command_lines: list[str] = []
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_command_lines, args=(SECRET, command_lines, stop))

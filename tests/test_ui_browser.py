@@ -63,7 +63,10 @@ def page(browser: Browser, server: str) -> Iterator[tuple[Page, Problems]]:
     problems = Problems()
     page.on("console", problems.console)
     page.on("pageerror", lambda error: problems.seen.append(f"page error: {error}"))
-    page.on("requestfailed", lambda request: problems.seen.append(f"failed: {request.url}"))
+    page.on(
+        "requestfailed",
+        lambda request: problems.seen.append(f"failed: {request.url} ({request.failure})"),
+    )
     page.on("response", problems.response)
     # signing in through the form, as a person would
     page.goto(f"{server}/ui")
@@ -71,6 +74,9 @@ def page(browser: Browser, server: str) -> Iterator[tuple[Page, Problems]]:
     page.fill("input[name=key]", KEY)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server}/ui")
+    # the overview's data is on its way: navigating before it is back would abort it (a failed
+    # request), as a person clicking away at once would
+    expect(page.locator("#status")).not_to_have_text("Loading…", timeout=15_000)
     yield page, problems
     context.close()
 
