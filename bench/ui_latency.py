@@ -4,8 +4,9 @@
         [--workers 2] [--calls 100] [--out bench-output/ui_latency.json]
 
 The build is the one ``make loadtest`` makes (20,000 users x 2,000 items, 500 candidates per
-user; built first if absent, as ``recsys loadtest`` would). ``recsys serve`` runs with
-``--workers`` processes on a local Redis, with no other traffic. Each endpoint is called
+user; run ``make loadtest``, or ``recsys loadtest --artifacts DIR``, first: this script builds
+nothing). ``recsys serve`` runs with ``--workers`` processes on a local Redis, with no other
+traffic. Each endpoint is called
 ``--calls`` times in a row after a warm-up that reaches every worker (the first call of a build
 on a worker loads its inspection tables: reported apart, as ``cold_ms``); users, devices, times
 and items are drawn from the load test's traffic plan. Latency is the client's (HTTP on
