@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     m = data.add_parser("movielens", help="convert a MovieLens folder")
     m.add_argument("src_dir", type=Path)
     m.add_argument("out_dir", type=Path)
+    m.add_argument(
+        "--no-release-years",
+        action="store_true",
+        help="leave release_ts empty (items keep title and genres only)",
+    )
 
     b = sub.add_parser("build", help="run the offline job")
     b.add_argument("data_dir", type=Path)
@@ -164,7 +169,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
     elif args.command == "data":
         from offline.data import movielens
 
-        movielens(args.src_dir, args.out_dir)
+        movielens(args.src_dir, args.out_dir, release_years=not args.no_release_years)
     elif args.command == "build":
         from offline.build import build
 
