@@ -14,6 +14,10 @@ from eval.cli import add_eval_arguments  # argparse and pathlib only: --help sta
 from loadtest.cli import add_loadtest_arguments  # the same
 
 EXIT_USAGE = 2
+CONFIG_HELP = (
+    'JSON file of settings, e.g. {"als": {"factors": 128}} or what `recsys tune` wrote; '
+    "applied over the environment's settings"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("data_dir", type=Path)
     b.add_argument("--artifacts", type=Path, required=True)
     b.add_argument("--redis-url")
+    b.add_argument("--config", type=Path, help=CONFIG_HELP)
 
     g = sub.add_parser(
         "gc", help="remove what killed builds left, and builds no serving worker needs"
@@ -51,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="hold out, build, score, write a report")
     add_eval_arguments(e)
+    e.add_argument("--config", type=Path, help=CONFIG_HELP)
 
     v = sub.add_parser("serve", help="run the API")
     v.add_argument("--artifacts", type=Path, required=True)
@@ -116,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     # imports after parsing: `recsys --help` stays instant
     from pydantic import ValidationError
 
-    from recsys.config import Settings, SettingsError
+    from recsys.config import Settings, SettingsError, read_overrides, with_overrides
     from recsys.errors import RecsysError
 
     try:
-        overrides: dict[str, object] = {}
-        if getattr(args, "redis_url", None):
-            overrides["redis_url"] = args.redis_url
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings()
+        if getattr(args, "config", None):
+            settings = with_overrides(settings, read_overrides(args.config), args.config)
+        if getattr(args, "redis_url", None):  # the command line has the last word
+            settings = settings.model_copy(update={"redis_url": args.redis_url})
         if args.command in TOOL_KEY_PREFIXES:
             settings = _tool_settings(settings, args.redis_url, TOOL_KEY_PREFIXES[args.command])
         if args.command == "serve":

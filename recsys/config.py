@@ -4,6 +4,7 @@ Every field can be overridden from the environment: ``RECSYS_REDIS_URL``, and ne
 double underscore, e.g. ``RECSYS_ALS__FACTORS=128`` or ``RECSYS_SERVE__DEADLINE_MS=80``.
 """
 
+import json
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -435,6 +436,21 @@ class SettingsError(RecsysError):
         where = ".".join(str(x) for x in first["loc"])
         prefix = f"{source}: " if source is not None else ""
         return cls(f"{prefix}invalid setting {where}: {first['msg']}")
+
+
+def read_overrides(path: Path) -> dict[str, Any]:
+    """A JSON object of ``Settings`` fields (nested sections as objects), e.g.
+    ``{"als": {"factors": 128}, "ranker": {"num_leaves": 63}}``: what ``--config``,
+    ``recsys eval --compare`` and ``recsys tune``'s ``best.json`` hold."""
+    try:
+        value = json.loads(path.read_text())
+    except OSError as e:
+        raise RecsysError(f"{path}: cannot read settings overrides: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise RecsysError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from e
+    if not isinstance(value, dict):
+        raise RecsysError(f"{path}: settings overrides must be a JSON object of Settings fields")
+    return value
 
 
 def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
