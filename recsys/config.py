@@ -102,17 +102,54 @@ else:
     SourceQuotas = quotas_model(SOURCES)
 
 
+class SequenceConfig(_Section):
+    """Item-to-item weights from the order of events (``recsys.candidates.covisitation``): the
+    sequential candidate source and the ranker's sequential features read them."""
+
+    window: int = Field(5, ge=1, le=50, description="Next events paired with each event.")
+    max_gap_days: float = Field(
+        30.0, gt=0.0, description="A next event further away than this is not paired."
+    )
+    position_decay: float = Field(
+        0.7, gt=0.0, le=1.0, description="Weight of the k-th next event: decay ** (k - 1)."
+    )
+    half_life_days: float = Field(
+        3650.0,
+        gt=0.0,
+        description="A pair this old (before the build's last event) weighs half. Long by "
+        "default: catalogues like MovieLens span decades, and old pairs still say what follows.",
+    )
+    neighbours: int = Field(50, ge=1, le=500, description="Neighbours kept per item.")
+    anchor_decay: float = Field(
+        0.7,
+        gt=0.0,
+        le=1.0,
+        description="The sequential source sums the transition weights from the user's last "
+        "recent_items watches; the k-th last counts decay ** (k - 1).",
+    )
+    events_per_partition: int = Field(
+        2_000_000,
+        ge=10_000,
+        description="Pairs are aggregated for groups of source items of about this many events "
+        "at a time: a bound on memory (docs/BENCHMARKS.md).",
+    )
+
+
 class CandidateConfig(_Section):
     """Stage 1: how many candidates per user, from which sources."""
 
     per_user: int = Field(500, ge=10, le=5000, description="Candidates stored per user.")
     quotas: SourceQuotas = SourceQuotas()
     recent_items: int = Field(
-        5, ge=1, le=50, description="Last watches that seed the item-to-item sources."
+        5,
+        ge=1,
+        le=50,
+        description="Last watches that seed the item-to-item and sequential sources.",
     )
     neighbours: int = Field(30, ge=1, le=500, description="Neighbours kept per item.")
     fresh_days: int = Field(30, ge=1, description="Released this many days before the build.")
     history_len: int = Field(20, ge=1, le=200, description="Recent events stored with each user.")
+    sequence: SequenceConfig = SequenceConfig()
 
 
 class RankerConfig(_Section):

@@ -23,11 +23,15 @@ time, so memory grows with events / ``partitions`` rather than with all pairs at
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from recsys.candidates.neighbours import ItemNeighbours
+
+if TYPE_CHECKING:  # recsys.config imports the candidate sources, which use this module
+    from recsys.config import SequenceConfig
 
 _U, _I, _T, _W = "u", "i", "t", "w"
 _SRC, _DST, _VAL = "src", "dst", "val"
@@ -44,6 +48,18 @@ class CovisitParams:
     half_life_days: float  # a pair this old (its later event, before as_of_ts) weighs half
     neighbours: int  # kept per item
     partitions: int = 1  # source items processed in this many groups (memory / time trade)
+
+    @classmethod
+    def from_config(cls, cfg: "SequenceConfig", n_events: int) -> "CovisitParams":
+        """The settings' values, with one partition per ``events_per_partition`` events."""
+        return cls(
+            window=cfg.window,
+            max_gap_s=int(cfg.max_gap_days * 86400),
+            position_decay=cfg.position_decay,
+            half_life_days=cfg.half_life_days,
+            neighbours=cfg.neighbours,
+            partitions=max(1, -(-n_events // cfg.events_per_partition)),
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.candidates.ann import ItemIndex, build_index
+from recsys.candidates.covisitation import CovisitParams, sequence_tables
 from recsys.candidates.generate import ActiveSource, CandidateBatch, generate_candidates
 from recsys.candidates.registry import SOURCES
 from recsys.candidates.source import SourceInputs
@@ -68,7 +69,19 @@ def fit_candidate_model(
     seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
     factors = fit_als(seen, settings.als, init_item_factors)
     as_of_ts = int(events.ts.max())
-    items = build_item_table(catalogue, events_df, events.item, factors.item, as_of_ts, devices)
+    params = CovisitParams.from_config(settings.candidates.sequence, len(events))
+    n_items = catalogue.height
+    tables = sequence_tables(events.user, events.item, events.ts, n_items, as_of_ts, params)
+    items = build_item_table(
+        catalogue,
+        events_df,
+        events.item,
+        factors.item,
+        as_of_ts,
+        devices,
+        tables.transitions,
+        tables.covisits,
+    )
     history = UserHistory.from_events(
         events.user, events.item, events.ts, events.device, events.completion, n_users
     )
