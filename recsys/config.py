@@ -156,11 +156,24 @@ class RankerConfig(_Section):
     """Stage 2: LightGBM LambdaRank on the candidates."""
 
     label_split: Literal["auto", "temporal", "last-event"] = Field(
-        "auto",
+        "last-event",
         description=(
-            "How labels are held out of the training data. temporal: every event after a global "
-            "cut (production logs). last-event: each user's last event (logs where users come in "
-            "short bursts, like MovieLens). auto: temporal when it yields min_label_users users."
+            "How labels are held out of the training data. last-event: each user's last "
+            "labels_per_user events, the question the API answers (it folds every posted event "
+            "into the history before ranking: what next, given everything so far). temporal: "
+            "every event after a global cut (what a build that served no real-time events would "
+            "face). auto: temporal when it yields min_label_users users, else last-event."
+        ),
+    )
+    labels_per_user: int = Field(
+        8,
+        ge=1,
+        le=50,
+        description=(
+            "last-event: each user's last N events are N training requests, each asked after "
+            "the events before it, folded into the history as the API folds posted events in. "
+            "More requests help small logs (ml-latest-small: 610 users); fewer leave more "
+            "events to stage 1 (docs/BENCHMARKS.md)."
         ),
     )
     label_window_frac: float = Field(

@@ -6,7 +6,7 @@ same answers because this is the only code that turns candidates into recommenda
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from recsys.inspection.records import DriftReference
 from recsys.items import ItemTable
 from recsys.ranking.ranker import Ranker
 from recsys.store.events import WatchEvent
-from recsys.user_state import UserState
+from recsys.user_state import UserState, fold_events
 
 
 @dataclass(frozen=True)
@@ -56,27 +56,13 @@ def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingM
     if not events:
         return state
     items = model.items
-    idx = np.array([items.index_of(e.item_id) for e in events], dtype=np.int32)
-    ts = np.array([e.timestamp for e in events], dtype=np.int64)
-    newer = ts > (state.hist_ts[-1] if len(state.hist_ts) else -1)
-    keep = ~np.isin(state.cand_item, idx)
-    hist_len = model.history_len
-    # events older than the stored history only leave the candidates; the rest join the history
-    joining = [e for e, is_new in zip(events, newer, strict=True) if is_new]
-    completion = np.array(
-        [np.nan if e.completion is None else e.completion for e in joining], dtype=np.float32
-    )
-    device = np.array([items.device_code(e.device) for e in joining], dtype=np.uint8)
-    return replace(
+    return fold_events(
         state,
-        cand_item=state.cand_item[keep],
-        cand_score=state.cand_score[keep],
-        cand_sources=state.cand_sources[keep],
-        hist_item=np.concatenate([state.hist_item, idx[newer]])[-hist_len:],
-        hist_ts=np.concatenate([state.hist_ts, ts[newer]])[-hist_len:],
-        hist_device=np.concatenate([state.hist_device, device])[-hist_len:],
-        hist_completion=np.concatenate([state.hist_completion, completion])[-hist_len:],
-        n_events=state.n_events + int(newer.sum()),
+        np.array([items.index_of(e.item_id) for e in events], dtype=np.int32),
+        np.array([e.timestamp for e in events], dtype=np.int64),
+        np.array([items.device_code(e.device) for e in events], dtype=np.uint8),
+        np.array([np.nan if e.completion is None else e.completion for e in events], np.float32),
+        model.history_len,
     )
 
 
