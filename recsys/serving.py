@@ -12,10 +12,18 @@ from pathlib import Path
 import numpy as np
 
 from recsys.artifacts import RANKER_FILE, read_manifest
+from recsys.candidates.ann import ExactIndex
+from recsys.candidates.generate import ActiveSource, candidates_of
+from recsys.candidates.model import build_sources
+from recsys.candidates.neighbours import NeighbourTables
+from recsys.candidates.source import SourceInputs, UserBatch
+from recsys.config import CandidateConfig
 from recsys.features import RequestContext, build_features
 from recsys.inspection.records import DriftReference
 from recsys.items import ItemTable
+from recsys.mf import FoldIn
 from recsys.ranking.ranker import Ranker
+from recsys.store.codec import as_served
 from recsys.store.events import WatchEvent
 from recsys.user_state import UserState, fold_events
 
@@ -28,6 +36,9 @@ class ServingModel:
     items: ItemTable
     ranker: Ranker
     history_len: int
+    candidates: CandidateConfig  # the build's candidate settings
+    sources: list[ActiveSource]  # the build's sources, built again: candidates of new users
+    fold_in: FoldIn  # factor vectors of new users
     drift_reference: DriftReference | None = None
     """What live drift is measured against (None for builds from before it was saved)."""
 
@@ -35,11 +46,22 @@ class ServingModel:
     def load(cls, artifacts_root: Path, version: str) -> "ServingModel":
         path = artifacts_root / version
         manifest = read_manifest(path)
+        ranker = Ranker.load(path / RANKER_FILE)
+        items = ItemTable.load(path)
+        candidates = CandidateConfig.model_validate(manifest.config["candidates"])
+        # ALS searches exactly here, whatever the build's index: one user at a time, and
+        # without building an HNSW graph in every worker
+        inputs = SourceInputs(
+            items, NeighbourTables.load(path), ExactIndex(items.factors), candidates
+        )
         return cls(
             version=version,
-            items=ItemTable.load(path),
-            ranker=Ranker.load(path / RANKER_FILE),
+            items=items,
+            ranker=ranker,
             history_len=manifest.history_len,
+            candidates=candidates,
+            sources=build_sources(inputs),
+            fold_in=FoldIn.load(path),
             drift_reference=manifest.inspection.drift_reference if manifest.inspection else None,
         )
 
@@ -64,6 +86,39 @@ def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingM
         np.array([np.nan if e.completion is None else e.completion for e in events], np.float32),
         model.history_len,
     )
+
+
+def cold_start_state(model: ServingModel, events: Sequence[WatchEvent]) -> UserState | None:
+    """A state for a user the build never saw, from the events they posted: an ALS vector
+    folded in from those events (``FoldIn``), and candidates from the build's own sources and
+    merge, the item-to-item and sequential sources anchored on those events, so that the ranker
+    reads every feature as it does for known users. None when no event names an item of this
+    build (nothing to start from: the answer is popular items)."""
+    items = model.items
+    idx = np.array([items.index_of(e.item_id) for e in events], dtype=np.int32)
+    watched = idx[idx >= 0]
+    if not len(watched):
+        return None
+    n_recent = model.candidates.recent_items
+    recent = np.full((1, n_recent), -1, dtype=np.int64)
+    last = watched[-n_recent:]
+    recent[0, n_recent - len(last) :] = last
+    seen = np.unique(watched).astype(np.int64)  # keys of row 0: the item indices themselves
+    factors = model.fold_in.user_vector(items.factors, watched)[None, :]
+    batch = UserBatch(np.zeros(1, np.int64), factors, recent, max_seen=len(seen))
+    found = candidates_of(batch, model.sources, seen, items.factors, model.candidates)
+    no_history = UserState(
+        cand_item=found.items,
+        cand_score=found.scores,
+        cand_sources=found.sources,
+        hist_item=np.empty(0, np.int32),
+        hist_ts=np.empty(0, np.int64),
+        hist_device=np.empty(0, np.uint8),
+        hist_completion=np.empty(0, np.float32),
+        n_events=0,
+    )
+    # quantised as a stored state is, since the ranker learnt from stored states
+    return apply_events(as_served(no_history), events, model)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -59,15 +59,14 @@ def fitted() -> tuple[CandidateModel, Settings, pl.DataFrame]:
 def inputs_for(
     fitted: tuple[CandidateModel, Settings, pl.DataFrame], index_kind: str
 ) -> SourceInputs:
-    model, settings, catalogue = fitted
+    model, settings, _ = fitted
     ann = settings.ann.model_copy(
         update={"kind": index_kind, "hnsw_m": 8, "ef_construction": 40, "ef_search": 64}
     )
     return SourceInputs(
         items=model.items,
-        titles=catalogue[Columns.title].fill_null(""),
+        neighbours=model.neighbours,
         item_index=build_index(model.items.factors, ann),
-        history=model.history,
         config=settings.candidates,
     )
 

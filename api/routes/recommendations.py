@@ -83,9 +83,11 @@ async def get_recommendations(
 ) -> Response:
     """Top-k items for a user, best first, answered within the deadline (100 ms by default).
 
-    Unknown users get popular items (`fallback: "cold-start"`), not a 404. If Redis is down or
-    slow the answer comes from popular items held in memory (`"redis-unavailable"`); if ranking
-    would not fit in the deadline, in stage-1 order (`"ranker-timeout"`).
+    A user the build does not know is ranked from the events they posted (candidates anchored
+    on those events); one with no such events gets popular items (`fallback: "cold-start"`),
+    not a 404. If Redis is down or slow the answer comes from popular items held in memory
+    (`"redis-unavailable"`); if ranking would not fit in the deadline, in stage-1 order
+    (`"ranker-timeout"`).
     """
     answer = await service.recommend(
         model, user_id, k or service.cfg.default_k, device, ts, started

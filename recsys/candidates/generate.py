@@ -76,7 +76,6 @@ def generate_candidates(
     Users are searched in batches sorted by how much they have seen, so each batch over-fetches
     only as much as its heaviest user needs to still have enough unseen items.
     """
-    n_items = item_factors.shape[0]
     seen_counts = np.diff(seen.indptr)[users]
     order = np.argsort(seen_counts, kind="stable")
     for start in range(0, len(users), batch_size):
@@ -90,23 +89,38 @@ def generate_candidates(
             # users past 2 x per_user seen items may get fewer than per_user candidates
             max_seen=min(int(seen_counts[pick].max()), 2 * cfg.per_user),
         )
-        lists = []
-        for s in sources:  # in priority order; build_sources leaves out those with no slot
-            width = s.width(cfg.per_user)
-            found, scores = s.source.scored(batch, width)
-            lists.append(SourceList(found, s.spec.flag, s.quota, width, scores))
-        merged = merge(lists, seen_keys(seen, batch_users, n_items), n_items, cfg.per_user)
-        owner = np.repeat(np.arange(len(batch_users)), np.diff(merged.offsets))
-        scores = merged.scores
-        unknown = np.flatnonzero(np.isnan(scores))  # found only by non-ALS sources
-        scores[unknown] = np.einsum(
-            "nd,nd->n", item_factors[merged.items[unknown]], batch.factors[owner[unknown]]
-        )
-        by_score = np.lexsort((-scores, owner))
-        yield CandidateBatch(
-            users=batch_users.astype(np.int32),
-            offsets=merged.offsets,
-            items=merged.items[by_score],
-            scores=scores[by_score],
-            sources=merged.flags[by_score],
-        )
+        seen_of_batch = seen_keys(seen, batch_users, item_factors.shape[0])
+        yield candidates_of(batch, sources, seen_of_batch, item_factors, cfg)
+
+
+def candidates_of(
+    batch: UserBatch,
+    sources: Sequence[ActiveSource],
+    seen: np.ndarray,
+    item_factors: np.ndarray,
+    cfg: CandidateConfig,
+) -> CandidateBatch:
+    """Every source searched for ``batch``, merged, each candidate scored by ``batch.factors``
+    (``seen``: sorted ``row * n_items + item`` keys of what each user of the batch has seen).
+    The build calls it for batches of its users, the API for one user it never saw."""
+    n_items = item_factors.shape[0]
+    lists = []
+    for s in sources:  # in priority order; build_sources leaves out those with no slot
+        width = s.width(cfg.per_user)
+        found, scores = s.source.scored(batch, width)
+        lists.append(SourceList(found, s.spec.flag, s.quota, width, scores))
+    merged = merge(lists, seen, n_items, cfg.per_user)
+    owner = np.repeat(np.arange(len(batch.users)), np.diff(merged.offsets))
+    scores = merged.scores
+    unknown = np.flatnonzero(np.isnan(scores))  # found only by non-ALS sources
+    scores[unknown] = np.einsum(
+        "nd,nd->n", item_factors[merged.items[unknown]], batch.factors[owner[unknown]]
+    )
+    by_score = np.lexsort((-scores, owner))
+    return CandidateBatch(
+        users=batch.users.astype(np.int32),
+        offsets=merged.offsets,
+        items=merged.items[by_score],
+        scores=scores[by_score],
+        sources=merged.flags[by_score],
+    )

@@ -1,5 +1,7 @@
-"""What stage 1 learns from a build's events: ALS factors, what each user has seen, the item table
-and the index over it, every user's history, and the candidate sources built from them."""
+"""What stage 1 learns from a build's events: ALS factors and the fold-in for new users, what
+each user has seen, the item table (with the transition tables from the order of events), the
+item-to-item neighbour tables, the index over the item factors, every user's history, and the
+candidate sources built from them."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,14 +13,15 @@ import scipy.sparse as sp
 from recsys.candidates.ann import ItemIndex, build_index
 from recsys.candidates.covisitation import CovisitParams, sequence_tables
 from recsys.candidates.generate import ActiveSource, CandidateBatch, generate_candidates
+from recsys.candidates.neighbours import NeighbourTables, content_neighbours, nearest_items
 from recsys.candidates.registry import SOURCES
 from recsys.candidates.source import SourceInputs
 from recsys.columns import Columns
-from recsys.config import Settings
+from recsys.config import CandidateConfig, Settings
 from recsys.events_index import IndexedEvents
 from recsys.history import UserHistory
 from recsys.items import ItemTable, build_item_table
-from recsys.mf import Factors, fit_als, interaction_matrix
+from recsys.mf import Factors, FoldIn, fit_als, interaction_matrix
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,10 @@ class CandidateModel:
     """A fitted stage 1."""
 
     factors: Factors
+    fold_in: FoldIn  # factor vectors of users the build never saw, from their events
     seen: sp.csr_matrix  # users x items, summed weights
     items: ItemTable
+    neighbours: NeighbourTables
     item_index: ItemIndex  # over the item factors; what the ALS source searches
     history: UserHistory
     sources: list[ActiveSource]  # in merge-priority order
@@ -54,6 +59,17 @@ def build_sources(inputs: SourceInputs) -> list[ActiveSource]:
         for spec in SOURCES
         if spec.fills_rest or quotas.of(spec.name)
     ]
+
+
+def neighbour_tables(
+    items: ItemTable, titles: pl.Series, config: CandidateConfig
+) -> NeighbourTables:
+    """The item-to-item sources' tables: factor cosine, and metadata (genres, title words)."""
+    m = config.neighbours
+    return NeighbourTables(
+        factors=nearest_items(items.factors_normed, m),
+        content=content_neighbours(items.genre_mask, titles, items.pop_all, m),
+    )
 
 
 def fit_candidate_model(
@@ -85,12 +101,17 @@ def fit_candidate_model(
     history = UserHistory.from_events(
         events.user, events.item, events.ts, events.device, events.completion, n_users
     )
+    titles = catalogue[Columns.title].fill_null("")
+    neighbours = neighbour_tables(items, titles, settings.candidates)
     item_index = build_index(items.factors, settings.ann)
-    inputs = SourceInputs(
+    inputs = SourceInputs(items, neighbours, item_index, settings.candidates)
+    return CandidateModel(
+        factors=factors,
+        fold_in=FoldIn.fit(seen, factors.item, settings.als),
+        seen=seen,
         items=items,
-        titles=catalogue[Columns.title].fill_null(""),
+        neighbours=neighbours,
         item_index=item_index,
         history=history,
-        config=settings.candidates,
+        sources=build_sources(inputs),
     )
-    return CandidateModel(factors, seen, items, item_index, history, build_sources(inputs))

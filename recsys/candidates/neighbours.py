@@ -8,6 +8,7 @@ Vectors have equal norms here, so HNSW searches them well; exact search below ``
 import re
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -84,3 +85,33 @@ def content_neighbours(
     genre_mask: np.ndarray, titles: pl.Series, popularity: np.ndarray, m: int
 ) -> ItemNeighbours:
     return nearest_items(content_vectors(genre_mask, titles, popularity), m)
+
+
+NEIGHBOURS_FILE = "neighbours.npz"
+
+
+@dataclass(frozen=True)
+class NeighbourTables:
+    """The item-to-item tables of a build's similarity sources, computed once and saved with
+    the build: the API builds the same sources again from them to answer users the build never
+    saw (``recsys.serving.cold_start_state``)."""
+
+    factors: ItemNeighbours  # factor cosine
+    content: ItemNeighbours  # genres and title words
+
+    def save(self, directory: Path) -> None:
+        np.savez(
+            directory / NEIGHBOURS_FILE,
+            factor_ids=self.factors.ids,
+            factor_sims=self.factors.sims,
+            content_ids=self.content.ids,
+            content_sims=self.content.sims,
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> "NeighbourTables":
+        with np.load(directory / NEIGHBOURS_FILE) as z:
+            return cls(
+                ItemNeighbours(z["factor_ids"], z["factor_sims"]),
+                ItemNeighbours(z["content_ids"], z["content_sims"]),
+            )

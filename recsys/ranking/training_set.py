@@ -23,7 +23,7 @@ from recsys.ids import IdIndex
 from recsys.progress import StageTimer
 from recsys.ranking.labels import LabelSplit
 from recsys.ranking.ranker import TrainingSet
-from recsys.store.codec import decode_user_state, encode_user_state
+from recsys.store.codec import as_served
 from recsys.user_state import UserState, fold_events
 
 FEATURE_CHUNK = 1024  # requests whose features are built at once (~70 MB at 500 candidates)
@@ -142,11 +142,6 @@ def next_event_requests(labels: IndexedEvents, max_groups: int, seed: int) -> La
             completion=completion[rows].astype(np.float32),
         ),
     )
-
-
-def as_served(state: UserState) -> UserState:
-    """The state exactly as the API will read it back from Redis (quantised the same way)."""
-    return decode_user_state(encode_user_state(state))
 
 
 def request_states(
