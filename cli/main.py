@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from recsys.config import Settings
 
 from eval.cli import add_eval_arguments  # argparse and pathlib only: --help stays instant
+from eval.tune_cli import add_tune_arguments  # the same
 from loadtest.cli import add_loadtest_arguments  # the same
 
 EXIT_USAGE = 2
@@ -57,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="hold out, build, score, write a report")
     add_eval_arguments(e)
     e.add_argument("--config", type=Path, help=CONFIG_HELP)
+
+    t = sub.add_parser("tune", help="search settings on a validation split (optuna)")
+    add_tune_arguments(t)
+    t.add_argument("--config", type=Path, help="settings to start from; " + CONFIG_HELP)
 
     v = sub.add_parser("serve", help="run the API")
     v.add_argument("--artifacts", type=Path, required=True)
@@ -190,6 +195,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
         from eval.cli import run_from_args
 
         run_from_args(args, settings)
+    elif args.command == "tune":
+        from eval.tune_cli import run_from_args as run_tune
+
+        run_tune(args, settings)
     elif args.command == "serve":
         from api.serve import serve
 
