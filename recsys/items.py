@@ -78,10 +78,8 @@ class ItemTable:
             devices=np.array(self.devices),
             genres=np.array(self.genres),
             as_of_ts=np.array(self.as_of_ts),
-            transition_ids=self.transitions.ids,
-            transition_probs=self.transitions.sims,
-            covisit_ids=self.covisits.ids,
-            covisit_counts=self.covisits.sims,
+            **self.transitions.named("transition"),
+            **self.covisits.named("covisit"),
         )
 
     @classmethod
@@ -103,8 +101,8 @@ class ItemTable:
                 devices=[str(d) for d in z["devices"]],
                 genres=[str(g) for g in z["genres"]],
                 as_of_ts=int(z["as_of_ts"]),
-                transitions=ItemNeighbours(z["transition_ids"], z["transition_probs"]),
-                covisits=ItemNeighbours(z["covisit_ids"], z["covisit_counts"]),
+                transitions=ItemNeighbours.read(z, "transition"),
+                covisits=ItemNeighbours.read(z, "covisit"),
             )
 
 

@@ -84,45 +84,23 @@ def _events_frame(
     return frame.with_columns((0.5 ** (age_days / half_life_days)).alias(_W))
 
 
-def _pairs(events: pl.DataFrame, params: CovisitParams, part: int) -> pl.LazyFrame:
-    """Forward pairs (src then dst) whose src falls in partition ``part``, with their weight."""
+def _pairs(events: pl.DataFrame, params: CovisitParams, part: int, forward: bool) -> pl.LazyFrame:
+    """Pairs (src, dst) whose src falls in partition ``part``, dst within ``window`` events of
+    src: after it (``forward``, with the pair's weight) or before it (the other half of the
+    undirected counts)."""
     frames = []
     for lag in range(1, params.window + 1):
-        nxt_u, nxt_i, nxt_t = (pl.col(c).shift(-lag) for c in (_U, _I, _T))
+        step = -lag if forward else lag
+        other_u, other_i, other_t = (pl.col(c).shift(step) for c in (_U, _I, _T))
+        gap = other_t - pl.col(_T) if forward else pl.col(_T) - other_t
+        columns = [pl.col(_I).alias(_SRC), other_i.alias(_DST)]
+        if forward:
+            weight = pl.col(_W).shift(step) * (params.position_decay ** (lag - 1) * _UNIT)
+            columns.append(weight.round().cast(pl.Int64).alias(_W))
+        ok = (other_u == pl.col(_U)) & (gap <= params.max_gap_s)
         frames.append(
             events.lazy()
-            .select(
-                pl.col(_I).alias(_SRC),
-                nxt_i.alias(_DST),
-                (pl.col(_W).shift(-lag) * (params.position_decay ** (lag - 1) * _UNIT))
-                .round()
-                .cast(pl.Int64)
-                .alias(_W),
-                ((nxt_u == pl.col(_U)) & (nxt_t - pl.col(_T) <= params.max_gap_s)).alias("ok"),
-            )
-            .filter(
-                pl.col("ok")
-                & (pl.col(_SRC) != pl.col(_DST))
-                & (pl.col(_SRC) % params.partitions == part)
-            )
-            .drop("ok")
-        )
-    return pl.concat(frames)
-
-
-def _reverse_pairs(events: pl.DataFrame, params: CovisitParams, part: int) -> pl.LazyFrame:
-    """Backward pairs (dst before src) whose src falls in partition ``part``: the other half of
-    the undirected counts."""
-    frames = []
-    for lag in range(1, params.window + 1):
-        prev_u, prev_i, prev_t = (pl.col(c).shift(lag) for c in (_U, _I, _T))
-        frames.append(
-            events.lazy()
-            .select(
-                pl.col(_I).alias(_SRC),
-                prev_i.alias(_DST),
-                ((prev_u == pl.col(_U)) & (pl.col(_T) - prev_t <= params.max_gap_s)).alias("ok"),
-            )
+            .select(*columns, ok.alias("ok"))
             .filter(
                 pl.col("ok")
                 & (pl.col(_SRC) != pl.col(_DST))
@@ -168,7 +146,7 @@ def sequence_tables(
     events = _events_frame(user, item, ts, as_of_ts, params.half_life_days)
     directed, undirected = [], []
     for part in range(params.partitions):
-        forward = _pairs(events, params, part)
+        forward = _pairs(events, params, part, forward=True)
         probabilities = (
             forward.group_by(_SRC, _DST)
             .agg(pl.col(_W).sum())
@@ -177,7 +155,7 @@ def sequence_tables(
             .select(_SRC, _DST, pl.col(_VAL).cast(pl.Float32))
         )
         directed.append(_top_n(probabilities, params.neighbours))
-        both = pl.concat([forward.drop(_W), _reverse_pairs(events, params, part)])
+        both = pl.concat([forward.drop(_W), _pairs(events, params, part, forward=False)])
         counts = both.group_by(_SRC, _DST).agg(pl.len().cast(pl.Float32).alias(_VAL))
         undirected.append(_top_n(counts, params.neighbours))
     n = params.neighbours
