@@ -55,6 +55,7 @@ from recsys.data.load import load_dataset
 from recsys.data.split import leave_last_out
 from recsys.evaluation.baselines import als_top_k, pad_rows
 from recsys.evaluation.ranking_metrics import ranking_metrics_at_k, summarize
+from recsys.evaluation.stats import bootstrap_ci
 from recsys.ids import IdIndex
 from recsys.mf import interaction_matrix
 
@@ -101,11 +102,16 @@ class Task:
             self.n_items,
         )
 
-    def score(self, recommended: np.ndarray) -> dict[str, float]:
-        out = {}
+    def score(self, recommended: np.ndarray) -> dict[str, Any]:
+        """Means over the test users, and NDCG@10's 95% percentile-bootstrap interval over
+        them (``recsys.evaluation.stats.bootstrap_ci``, as ``recsys eval`` reports it)."""
+        out: dict[str, Any] = {}
         for name, k in METRICS:
             m = ranking_metrics_at_k(recommended, self.relevant, k)
-            out[f"{name}@{k}"] = round(summarize(m["ndcg" if name == "ndcg" else "hit_rate"]), 5)
+            values = m["ndcg" if name == "ndcg" else "hit_rate"]
+            out[f"{name}@{k}"] = round(summarize(values), 5)
+            if (name, k) == ("ndcg", 10):
+                out["ndcg@10_ci95"] = bootstrap_ci([values]).as_list()
         return out
 
 
@@ -363,14 +369,20 @@ def two_stage(data_dir: Path, settings: Settings, work: Path) -> dict[str, Any]:
     from eval.run import run_eval
     from recsys.evaluation.protocol import EvalOptions
 
-    report = run_eval(
-        data_dir, work, "leave-last-out", settings, EvalOptions(drift_requests=0, resamples=200)
-    )
+    report = run_eval(data_dir, work, "leave-last-out", settings, EvalOptions(drift_requests=0))
     res = report.results
     keys = [f"{n}@{k}" for n, k in METRICS]
+    ci = report.confidence.intervals if report.confidence else {}
+    paired = report.paired["als"]["ndcg@10"] if report.paired else None
+
+    def row(model: str) -> dict[str, Any]:
+        interval = ci.get(model, {}).get("ndcg@10")
+        return {k: res[model][k] for k in keys} | ({"ndcg@10_ci95": interval} if interval else {})
+
     return {
-        "two_stage": {k: res["two_stage"][k] for k in keys},
-        "als_default": {k: res["als"][k] for k in keys},
+        "two_stage": row("two_stage"),
+        "als_default": row("als"),
+        "two_stage_vs_als": paired.model_dump(mode="json") if paired else None,
         "users": report.users,
     }
 
@@ -392,9 +404,9 @@ def datasets(specs: list[str], work: Path) -> list[tuple[str, Path]]:
 
 
 def render(results: dict[str, dict[str, Any]]) -> str:
-    """One markdown table: a row per model, NDCG@10 and HR@10 per dataset."""
+    """One markdown table: a row per model, NDCG@10 [95% CI] and HR@10 per dataset."""
     names = list(results)
-    head = "| model | " + " | ".join(f"{n} NDCG@10 | HR@10" for n in names) + " |"
+    head = "| model | " + " | ".join(f"{n} NDCG@10 [95% CI] | HR@10" for n in names) + " |"
     sep = "|---|" + "---:|---:|" * len(names)
     rows = ["two_stage", "sasrec", "ease", "als", "markov", "als_default"]
     label = {
@@ -410,7 +422,12 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         cells = []
         for n in names:
             m = results[n].get(r)
-            cells += [f"{m['ndcg@10']:.4f}", f"{m['hr@10']:.4f}"] if m else ["", ""]
+            if not m:
+                cells += ["", ""]
+                continue
+            ci = m.get("ndcg@10_ci95")
+            interval = f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+            cells += [f"{m['ndcg@10']:.4f}{interval}", f"{m['hr@10']:.4f}"]
         lines.append(f"| {label[r]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -449,6 +466,9 @@ def main() -> None:
         "epoch_step": EPOCH_STEP,
         "datasets": old.get("datasets", {}),
     }
+    # Peers read the events only: a dataset whose events and item ids equal an earlier one's
+    # (ml-latest-small with and without release years) gets the same peer rows without refitting.
+    fitted: dict[tuple[int, int, int], dict[str, PeerResult]] = {}
     with tempfile.TemporaryDirectory(prefix="recsys-peers-") as tmp:
         for name, path in datasets(args.data, Path(tmp)):
             dataset = load_dataset(path)
@@ -456,17 +476,28 @@ def main() -> None:
             results.setdefault(name, {})
             entry: dict[str, Any] = details["datasets"].get(name, {"peers": {}})
             entry["path"] = str(path)
+            events = (
+                dataset.interactions.height,
+                int(dataset.interactions.hash_rows(seed=0).sum()),
+                int(dataset.items.select(Columns.item).hash_rows(seed=0).sum()),
+            )
+            same = fitted.setdefault(events, {})
             for peer in filter(None, args.peers.split(",")):
-                r = run_peer(peer, dataset, item_ids, args.quick)
+                r = same.get(peer) or run_peer(peer, dataset, item_ids, args.quick)
+                same[peer] = r
                 results[name][peer] = r.test
                 entry["peers"][peer] = r.__dict__
             if not args.no_two_stage:
-                ours = two_stage(path, settings, Path(tmp) / f"report-{len(results)}")
+                # recsys eval's full report (CIs, paired tests, candidate recall) kept next to
+                # the table
+                slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+                ours = two_stage(path, settings, args.out / f"eval-{slug}")
                 results[name] |= {
                     "two_stage": ours["two_stage"],
                     "als_default": ours["als_default"],
                 }
                 entry["users"] = ours["users"]
+                entry["two_stage_vs_als"] = ours["two_stage_vs_als"]
             details["datasets"][name] = entry
             (args.out / "peers.json").write_text(
                 json.dumps(details | {"results": results}, indent=2)

@@ -172,9 +172,9 @@ class RankerConfig(_Section):
         description=(
             "last-event: each user's last N events are N training requests, each asked after "
             "the events before it, folded into the history as the API folds posted events in. "
-            "Leave-last-out NDCG@10 for N = 1, 3, 8: ml-latest-small 0.0572, 0.0769, 0.0852; "
-            "the synthetic log 0.2155, 0.2226, 0.2139 (docs/BENCHMARKS.md). Training requests "
-            "and the ranker's training time grow with N up to max_train_groups."
+            "The default 3 came from comparing 1, 3 and 8 with recsys eval (issue 14; "
+            "RECSYS_RANKER__LABELS_PER_USER=N repeats it). Training requests and the ranker's "
+            "training time grow with N up to max_train_groups."
         ),
     )
     label_window_frac: float = Field(
