@@ -18,8 +18,8 @@ Repeat views (a then a) are not pairs. Weights are summed as integers (units of 
 the tables do not depend on the order polars happens to sum in, nor on how users are numbered:
 floating-point sums would, in their last bits, and features must match bit for bit wherever the
 same events are given. Computed with polars, one partition of source items at a
-time, so memory grows with events / ``partitions`` rather than with all pairs at once
-(docs/BENCHMARKS.md has time and memory up to 40M events).
+time, so the aggregation holds one partition's pairs rather than all pairs at once; every
+partition still scans all events (``bench/sequence_scale.py`` measures time and memory).
 """
 
 from dataclasses import dataclass
