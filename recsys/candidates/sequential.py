@@ -20,6 +20,12 @@ class SequentialSource:
     transitions: ItemNeighbours  # sims = P(next = b | a), best first
     anchor_decay: float
 
+    @property
+    def neighbours(self) -> ItemNeighbours:
+        """The item-to-item table this source proposes from, under the name the dashboard's
+        item page reads (``recsys.inspection.tables.neighbour_tables``)."""
+        return self.transitions
+
     def candidates(self, batch: UserBatch, width: int) -> np.ndarray:
         recent = batch.recent  # [B, L], oldest first
         b, n_recent = recent.shape
