@@ -80,8 +80,9 @@ def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace, settings: object) -> int:
     from loadtest.results import Thresholds
-    from loadtest.run import LoadtestOptions, parse_duration, run_loadtest
+    from loadtest.run import LoadtestOptions, run_loadtest
     from recsys.config import Settings
+    from recsys.durations import parse_duration
     from recsys.errors import RecsysError
 
     assert isinstance(settings, Settings)

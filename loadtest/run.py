@@ -110,20 +110,6 @@ class LoadtestOptions:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
 
 
-def parse_duration(text: str) -> float:
-    """``60s``, ``2m``, ``1h`` or plain seconds, as locust's ``-t`` takes them."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    text = text.strip().lower()
-    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
-    try:
-        value = float(number) * unit
-    except ValueError:
-        raise ValueError(f"duration {text!r}: expected e.g. 60s, 2m or 90") from None
-    if value <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
-    return value
-
-
 def clients_for(rate: float, mean_wait_s: float) -> int:
     """Clients that offer ``rate`` req/s when each waits ``mean_wait_s`` between requests."""
     return max(1, math.ceil(rate * mean_wait_s))
