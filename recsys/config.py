@@ -335,6 +335,14 @@ class ServeConfig(_Section):
         5, ge=1, le=64, description="Feature contributions per item in an explain=true answer."
     )
 
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        """An empty RECSYS_SERVE__API_KEY used to turn auth off without a word (issue 12)."""
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("the API key is empty: set a key, or unset the variable for no auth")
+        return key
+
     @field_validator("ab")
     @classmethod
     def _valid_split(cls, shares: dict[str, float]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from cli.main import main
 from recsys.config import Settings, SettingsError, with_overrides
 from recsys.experiment import TrafficSplit
+from recsys.gc import collect_garbage
 from recsys.pipeline import BuildResult, run_build
 from recsys.store.user_store import current_build, promote
 from tests.test_api_support import Built, api_client, build_small
@@ -179,7 +180,10 @@ def test_hot_swaps_happen_per_arm_and_keep_the_champion(
     for user, (arm, version) in answers.items():
         assert arm == split.assign(user)
         assert version == (built.version if arm == "champion" else newer[-1].version)
-    # the champion's build survived three challenger builds; the challenger's oldest did not
+    # with no worker left and no grace period: the champion's build survives three challenger
+    # builds (keep_builds counts per line); the challenger's oldest two do not
+    gc = collect_garbage(redis_client, built.keys, built.artifacts, keep=2, grace_s=0)
+    assert set(gc.retired) == {challenger, newer[0].version}
     assert current_build(redis_client, built.keys) == built.version
     assert redis_client.exists(built.keys.user_state(built.version, users[0]))
     assert (built.artifacts / built.version).is_dir()

@@ -2,6 +2,7 @@
 the impression and event logs, explanations and the live online counters."""
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,18 @@ from recsys.store.codec import decode_user_state
 from recsys.store.events import WatchEvent
 from recsys.store.feedback_log import read_impressions, read_logged_events
 from tests.test_api_support import Built, api_client
+
+# Budgets a busy shared machine cannot miss, where a test compares answers: a Redis read that
+# times out would turn a ranked answer into a popular-items fallback.
+ROOMY: dict[str, Any] = {"redis_timeout_ms": 5000, "deadline_ms": 20_000}
+
+
+@pytest.fixture(scope="module")
+def api(built: Built) -> Iterator[TestClient]:
+    """The module's app, with budgets that keep every answer ranked on a busy machine: a
+    redis-unavailable answer cannot read the user's events, so it could show one of them."""
+    with api_client(built, built.with_serve(**ROOMY)) as client:
+        yield client
 
 
 def _items(body: dict[str, Any]) -> list[str]:
@@ -186,7 +199,7 @@ def test_live_online_counters(api: TestClient, built: Built) -> None:
 def test_explanations(built: Built) -> None:
     """Sources from the registry, stage-1 rank and score as stored, and SHAP values that add up
     (with the expected value) to the ranker's score when every feature is listed."""
-    settings = built.with_serve(explain_features=len(FEATURE_NAMES))
+    settings = built.with_serve(explain_features=len(FEATURE_NAMES), **ROOMY)
     with api_client(built, settings) as api:
         user = built.known_users(2)[1]
         plain = _ask(api, user, k=20, ts=1_700_000_000)
@@ -213,13 +226,13 @@ def test_explanations(built: Built) -> None:
 
 
 def _ask_plain(built: Built, user: str) -> dict[str, Any]:
-    with api_client(built) as api:
+    with api_client(built, built.with_serve(**ROOMY)) as api:
         return _ask(api, user, k=5, explain="true")
 
 
 def test_a_ranker_timeout_explains_stage_one(built: Built) -> None:
     """With no time to rank, items come in stage-1 order: ranks 0, 1, 2... and no ranker."""
-    settings = built.with_serve(deadline_ms=0.001)
+    settings = built.with_serve(deadline_ms=0.001, redis_timeout_ms=5000)
     with api_client(built, settings) as api:
         body = _ask(api, built.known_users(3)[2], k=5, explain="true")
     assert body["fallback"] == "ranker-timeout"

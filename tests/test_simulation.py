@@ -59,8 +59,10 @@ class Experiment:
 @pytest.fixture(scope="module")
 def experiment(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Experiment]:
     dataset = generate_synthetic(n_users=USERS, n_items=ITEMS, seed=SEED, events_per_user=20)
+    # budgets a busy machine cannot miss: every answer ranked, as in an unloaded service
+    serve = {"redis_timeout_ms": 5000, "deadline_ms": 20_000, "build_poll_s": 0.05}
     settings = small_settings(
-        redis_url, serve={"ab": {"champion": 0.5, "challenger": 0.5}, "ab_salt": "simulation"}
+        redis_url, serve={**serve, "ab": {"champion": 0.5, "challenger": 0.5}, "ab_salt": "sim"}
     )
     artifacts = tmp_path_factory.mktemp("artifacts")
     with redis.Redis.from_url(redis_url) as client:
