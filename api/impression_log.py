@@ -15,20 +15,40 @@ and whatever a Redis outage or a full backlog drops. Reports read what was logge
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from itertools import islice
 
 import redis.asyncio as aioredis
 
 from api.prometheus import PrometheusMetrics
-from api.service import REDIS_ERRORS
+from api.service import REDIS_ERRORS, Answer
 from recsys.config import FeedbackLogConfig
-from recsys.store.feedback_log import Impression, queue_impressions
+from recsys.store.feedback_log import Impression, now_ms, queue_impressions
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # impressions per pipeline: bounds one write's size and time
+
+
+def impression_of(
+    answer: Answer, request_id: str, user_id: str, arm: str, ts: int | None, device: str | None
+) -> Impression:
+    """What the user was shown: the answer's items as the response gave them."""
+    ids = answer.model.items.ids_list
+    return Impression(
+        request_id=request_id,
+        user_id=user_id,
+        build=answer.model.version,
+        arm=arm,
+        items=[ids[i] for i in answer.ranked.item_idx.tolist()],
+        scores=[round(float(x), 6) for x in answer.ranked.scores.tolist()],
+        fallback=answer.fallback,
+        ts=int(time.time()) if ts is None else ts,
+        device=device,
+        at_ms=now_ms(),
+    )
 
 
 class ImpressionLog:

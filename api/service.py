@@ -282,9 +282,7 @@ class RecommendationService:
         if sampler is not None and not sampler.due():
             sampler = None
         top_n = self.cfg.explain_features if explain else None
-        job = self.executor.submit(
-            _timed_rank, model, state, ctx, k, excluded, top_n, sampler
-        )
+        job = self.executor.submit(timed_rank, model, state, ctx, k, excluded, top_n, sampler)
         job.add_done_callback(self._rank_done)
         try:
             ranked, _, why = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
@@ -324,7 +322,7 @@ class RecommendationService:
 RankJob = tuple[Ranked, RankTimes, list[ItemExplanation] | None]
 
 
-def _timed_rank(
+def timed_rank(
     model: ServingModel,
     state: UserState,
     ctx: RequestContext,

@@ -23,6 +23,8 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from recsys.columns import Columns
+from recsys.data.dataset import Dataset
 from recsys.data.synth import DEVICES, SyntheticPopulation
 
 SHARPNESS: Final = 2.0
@@ -63,6 +65,20 @@ class SimulationCounts:
 
     def arm(self, name: str) -> ArmCounts:
         return self.arms.setdefault(name, ArmCounts())
+
+
+def popularity_only(dataset: Dataset, seed: int = 0) -> Dataset:
+    """A deliberately weakened training log for an A/B: the same events, each given to a random
+    user. A build of it learns what is popular and nothing about who likes what."""
+    inter = dataset.interactions
+    users = inter[Columns.user].shuffle(seed=seed)
+    return Dataset(inter.with_columns(users.alias(Columns.user)), dataset.items)
+
+
+def watched_items(dataset: Dataset) -> dict[int, list[int]]:
+    """What each user of a synthetic log has watched (never watched again)."""
+    grouped = dataset.interactions.group_by(Columns.user).agg(Columns.item)
+    return dict(zip(grouped[Columns.user].to_list(), grouped[Columns.item].to_list(), strict=True))
 
 
 class Transport(Protocol):

@@ -206,3 +206,11 @@ def test_cli_refuses_bad_names_in_one_line(
     assert err == ("recsys: error: no build named 'nobody' in Redis (recsys build --name nobody)")
     assert main(["ab", "promote", "champion", "--redis-url", redis_url]) == 2
     assert "champion already" in capsys.readouterr().err
+
+
+def test_loadtest_checks_its_split_before_building(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["loadtest", "--ab", '{"champion": 0.7}', "--users", "10"]) == 2
+    assert "arm shares must sum to 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["loadtest", "--ab", "[0.5, 0.5]"])
+    assert exited.value.code == 2

@@ -7,19 +7,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from recsys.columns import Columns
-from recsys.data.dataset import Dataset
 from recsys.data.synth import generate_synthetic, synthetic_population
 from recsys.evaluation.online import Catalogue, OnlineOptions, online_report
 from recsys.evaluation.records import OnlineReport
 from recsys.items import ItemTable
 from recsys.pipeline import run_build
-from recsys.simulation import Population, ResponseModel, SimulationCounts, simulate
+from recsys.simulation import (
+    Population,
+    ResponseModel,
+    SimulationCounts,
+    popularity_only,
+    simulate,
+    watched_items,
+)
 from recsys.store.feedback_log import read_impressions, read_logged_events
 from recsys.store.keys import Keys
 from tests.conftest import small_settings
@@ -39,14 +44,6 @@ class InProcessTransport:
 
     def post(self, path: str, body: Mapping[str, Any]) -> int:
         return self.client.post(path, json=dict(body)).status_code
-
-
-def popularity_only(dataset: Dataset, seed: int = 0) -> Dataset:
-    """The same log with every event given to a random user: a build of it learns what is
-    popular, and nothing about who likes what."""
-    inter = dataset.interactions
-    users = inter[Columns.user].shuffle(seed=seed)
-    return Dataset(inter.with_columns(users.alias(Columns.user)), dataset.items)
 
 
 @dataclass(frozen=True)
@@ -70,10 +67,9 @@ def experiment(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         run_build(popularity_only(dataset), artifacts, client, settings, name="challenger")
     built = Built(settings, normal, artifacts, dataset)
     last_ts = int(dataset.interactions[Columns.timestamp].max())  # type: ignore[arg-type]
-    watched = dataset.interactions.group_by(Columns.user).agg(pl.col(Columns.item))
     population = Population(
         synthetic_population(USERS, ITEMS, SEED),
-        dict(zip(watched[Columns.user].to_list(), watched[Columns.item].to_list(), strict=True)),
+        watched_items(dataset),
         last_ts,
         ResponseModel(),
         seed=1,

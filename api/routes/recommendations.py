@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.deps import ArmsDep, ImpressionsDep, ServiceDep, StartedDep
+from api.impression_log import impression_of
 from api.middleware import OUTCOME_KEY
 from api.schemas import (
     MAX_DEVICE_LEN,
@@ -20,7 +21,6 @@ from api.schemas import (
     RecommendationResponse,
     render_recommendations,
 )
-from recsys.store.feedback_log import Impression, now_ms
 
 
 class AnyTextConvertor(PathConvertor):
@@ -147,21 +147,8 @@ async def get_recommendations(
     request_id = new_request_id()
     body = render_recommendations(user_id, answer, started, request_id, arm)
     service.metrics.observe_stage("serialise", time.perf_counter() - serialise_started)
-    items = answer.model.items
-    idx = answer.ranked.item_idx
-    service.metrics.observe_answer(arm, model.version, answer.fallback, idx, items.pop_percentile)
-    impressions.record(
-        Impression(
-            request_id=request_id,
-            user_id=user_id,
-            build=model.version,
-            arm=arm,
-            items=[items.ids_list[i] for i in idx.tolist()],
-            scores=[round(float(x), 6) for x in answer.ranked.scores.tolist()],
-            fallback=answer.fallback,
-            ts=int(time.time()) if ts is None else ts,
-            device=device,
-            at_ms=now_ms(),
-        )
+    service.metrics.observe_answer(
+        arm, model.version, answer.fallback, answer.ranked.item_idx, model.items.pop_percentile
     )
+    impressions.record(impression_of(answer, request_id, user_id, arm, ts, device))
     return Response(body, media_type="application/json")

@@ -129,7 +129,25 @@ HEADLINE: Final = "ctr@10"
 
 COVERAGE_KEY: Final = "coverage"
 COVERAGE_DEFINITION: Final = (
-    "**coverage** (catalogue coverage): distinct items shown / items in the catalogue of the "
-    "builds that showed them; one number per group, without an interval."
+    "**coverage** (catalogue coverage): distinct items shown / items in the largest catalogue of "
+    "the builds that showed them; one number per group, without an interval."
 )
 DEFINITIONS: Final = (*(m.definition for m in ONLINE_METRICS), COVERAGE_DEFINITION)
+
+DOC_BEGIN: Final = (
+    "<!-- online metric table: generated from recsys/evaluation/online_metric_table.py -->"
+)
+DOC_END: Final = "<!-- end of online metric table -->"
+
+
+def online_metrics_markdown() -> str:
+    """The online metric list of docs/METRICS.md, between ``DOC_BEGIN`` and ``DOC_END``."""
+    keys = [*ONLINE_METRIC_KEYS, COVERAGE_KEY]
+    lines = [f"- `{key}`: {definition}" for key, definition in zip(keys, DEFINITIONS, strict=True)]
+    return "\n".join([DOC_BEGIN, "", *lines, "", DOC_END])
+
+
+def with_online_metrics_markdown(doc: str) -> str:
+    """``doc`` (docs/METRICS.md) with its generated online metric list replaced."""
+    start, end = doc.index(DOC_BEGIN), doc.index(DOC_END) + len(DOC_END)
+    return doc[:start] + online_metrics_markdown() + doc[end:]
