@@ -138,10 +138,10 @@ class RecommendationService:
             ctx = RequestContext(
                 ts=int(time.time()) if ts is None else ts, device=model.items.device_code(device)
             )
-            done = await self._rank(model, state, ctx, k, excluded, remaining_s, explain)
+            done = await self._rank(model, state, ctx, k, excluded, remaining_s)
             if done is not None:
-                ranked, why = done
-                return Answer(model, ranked, None, why)
+                why = await self._explain(model, state, ctx, done, started) if explain else None
+                return Answer(model, done, None, why)
         ranked = leave_out(stage1_order(state, k + len(excluded)), excluded, k)
         why = explain_candidates(state, ranked) if explain else None
         return self._fallback(model, ranked, "ranker-timeout", explain, why)
@@ -272,38 +272,59 @@ class RecommendationService:
         k: int,
         excluded: np.ndarray,
         remaining_s: float,
-        explain: bool,
-    ) -> tuple[Ranked, list[ItemExplanation] | None] | None:
-        """The ranker's answer (and its explanations), or None if not back within
-        ``remaining_s``."""
+    ) -> Ranked | None:
+        """The ranker's answer, or None if it is not back within ``remaining_s``."""
         started = time.perf_counter()
         self.rank_time.submitted()
         sampler = self._drift_sampler(model)
         if sampler is not None and not sampler.due():
             sampler = None
-        top_n = self.cfg.explain_features if explain else None
-        job = self.executor.submit(timed_rank, model, state, ctx, k, excluded, top_n, sampler)
+        job = self.executor.submit(timed_rank, model, state, ctx, k, excluded, sampler)
         job.add_done_callback(self._rank_done)
         try:
-            ranked, _, why = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
-            return ranked, why
+            ranked, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
+            return ranked
         except TimeoutError:
             return None
         finally:
             self.metrics.observe_stage("rank", time.perf_counter() - started)
 
-    def _rank_done(self, job: "Future[RankJob]") -> None:
+    def _rank_done(self, job: "Future[tuple[Ranked, RankTimes]]") -> None:
         """Runs when a job ends, even one nobody waits for: its time still counts."""
         measured = not job.cancelled() and job.exception() is None
         if not measured:
             self.rank_time.finished(None)
             return
-        _, times, _ = job.result()
+        _, times = job.result()
         self.rank_time.finished(times.total_s)
         self.metrics.observe_stage("features", times.features_s)
         self.metrics.observe_stage("model", times.model_s)
-        if times.explain_s:
-            self.metrics.observe_stage("explain", times.explain_s)
+
+    async def _explain(
+        self,
+        model: ServingModel,
+        state: UserState,
+        ctx: RequestContext,
+        ranked: Ranked,
+        started: float,
+    ) -> list[ItemExplanation]:
+        """A ranked answer's explanations, on a rank thread, within what is left of the
+        deadline: TreeSHAP costs far more per row than scoring (docs/BENCHMARKS.md), so when it
+        does not fit the answer keeps its order, sources, stage-1 facts and ranker scores, with
+        no contributions, rather than falling back. Not part of the rank time estimate."""
+        remaining_s = started + self.deadline_s - SERIALISE_RESERVE_S - time.perf_counter()
+        if remaining_s > 0:
+            begun = time.perf_counter()
+            job = self.executor.submit(
+                explain_ranked, model, state, ctx, ranked, self.cfg.explain_features
+            )
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
+            except TimeoutError:
+                pass
+            finally:
+                self.metrics.observe_stage("explain", time.perf_counter() - begun)
+        return explain_candidates(state, ranked, ranker_scored=True)
 
     def _fallback(
         self,
@@ -319,31 +340,21 @@ class RecommendationService:
         return Answer(model, ranked, reason, explanations)
 
 
-RankJob = tuple[Ranked, RankTimes, list[ItemExplanation] | None]
-
-
 def timed_rank(
     model: ServingModel,
     state: UserState,
     ctx: RequestContext,
     k: int,
     excluded: np.ndarray,
-    explain_top: int | None,
     sampler: LiveDriftSampler | None = None,
-) -> RankJob:
-    """Runs on a rank thread: the ranker's top k minus ``excluded``, and with ``explain_top``
-    their explanations (timed apart, so explained requests do not inflate the estimate of plain
-    ones). When ``sampler`` is given, the request's features and scores are handed to it as
-    they are (binning them is the flush's job, later and elsewhere)."""
+) -> tuple[Ranked, RankTimes]:
+    """Runs on a rank thread: the ranker's top k minus ``excluded``, ranked ``k + excluded``
+    deep so the rest keep their order. When ``sampler`` is given, the request's features and
+    scores are handed to it as they are (binning them is the flush's job, later and
+    elsewhere)."""
     times = RankTimes()
     kept: list[tuple[np.ndarray, np.ndarray]] | None = [] if sampler is not None else None
     ranked = rank(model, [state], [ctx], k + len(excluded), times, kept)[0]
     if sampler is not None and kept:
         sampler.offer(*kept[0])
-    ranked = leave_out(ranked, excluded, k)
-    if explain_top is None:
-        return ranked, times, None
-    started = time.perf_counter()
-    why = explain_ranked(model, state, ctx, ranked, explain_top)
-    times.explain_s = time.perf_counter() - started
-    return ranked, times, why
+    return leave_out(ranked, excluded, k), times

@@ -348,14 +348,6 @@ class ServeConfig(_Section):
     def _valid_split(cls, shares: dict[str, float]) -> dict[str, float]:
         return check_split(shares)
 
-    @field_validator("api_key")
-    @classmethod
-    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
-        """An empty RECSYS_SERVE__API_KEY used to turn auth off without a word (issue 12)."""
-        if key is not None and not key.get_secret_value().strip():
-            raise ValueError("the API key is empty: set a key, or unset the variable for no auth")
-        return key
-
 
 class FeedbackLogConfig(_Section):
     """What was shown and what users did about it, in Redis streams sharded by user

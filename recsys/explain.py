@@ -8,7 +8,7 @@ since their cost grows with trees x leaves x depth per row; the features are rec
 the request (same inputs, same code, so the same rows the ranker scored).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,22 +35,26 @@ class ItemExplanation:
     expected_value: float | None  # the ranker's mean score, where the contributions start
 
 
-def explain_candidates(state: UserState | None, ranked: Ranked) -> list[ItemExplanation]:
-    """What stage 1 knows of each answered item: sources, score and rank (no ranker). Items
-    that are not candidates (popular items of a fallback, ``state`` None) have nothing to say
-    beyond the answer's ``fallback``."""
+def explain_candidates(
+    state: UserState | None, ranked: Ranked, ranker_scored: bool = False
+) -> list[ItemExplanation]:
+    """What stage 1 knows of each answered item: sources, score and rank; with
+    ``ranker_scored``, the ranker's score too (an answer the ranker ordered, explained without
+    contributions). Items that are not candidates (popular items of a fallback, ``state`` None)
+    have nothing to say beyond the answer's ``fallback``."""
     if state is None or ranked.positions is None:
         return [ItemExplanation([], None, None, None, [], None) for _ in ranked.item_idx]
+    scores = ranked.scores.tolist()
     return [
         ItemExplanation(
             sources=SOURCES.names_of(int(state.cand_sources[p])),
             stage1_score=float(state.cand_score[p]),
             stage1_rank=int(p),
-            ranker_score=None,
+            ranker_score=float(scores[j]) if ranker_scored else None,
             contributions=[],
             expected_value=None,
         )
-        for p in ranked.positions.tolist()
+        for j, p in enumerate(ranked.positions.tolist())
     ]
 
 
@@ -59,24 +63,14 @@ def explain_ranked(
 ) -> list[ItemExplanation]:
     """The stage-1 facts of each item plus the ranker's score and its ``top_n`` largest feature
     contributions, for an answer the ranker ordered."""
-    base = explain_candidates(state, ranked)
+    base = explain_candidates(state, ranked, ranker_scored=True)
     if ranked.positions is None or not len(ranked.positions):
         return base
     rows = build_features([state], [ctx], model.items)[ranked.positions]
     shap = model.ranker.contributions(rows)
     out = []
-    for item, x, phi, score in zip(base, rows, shap, ranked.scores.tolist(), strict=True):
+    for item, x, phi in zip(base, rows, shap, strict=True):
         order = np.argsort(-np.abs(phi[:-1]), kind="stable")[:top_n]
-        out.append(
-            ItemExplanation(
-                sources=item.sources,
-                stage1_score=item.stage1_score,
-                stage1_rank=item.stage1_rank,
-                ranker_score=float(score),
-                contributions=[
-                    Contribution(FEATURE_NAMES[j], float(x[j]), float(phi[j])) for j in order
-                ],
-                expected_value=float(phi[-1]),
-            )
-        )
+        contributions = [Contribution(FEATURE_NAMES[j], float(x[j]), float(phi[j])) for j in order]
+        out.append(replace(item, contributions=contributions, expected_value=float(phi[-1])))
     return out

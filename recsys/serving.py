@@ -116,7 +116,6 @@ class RankTimes:
     features_s: float = 0.0
     model_s: float = 0.0
     total_s: float = 0.0  # features, model and top-k selection
-    explain_s: float = 0.0  # explanations, when asked for (not part of total_s)
 
 
 def rank(

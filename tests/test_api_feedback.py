@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from recsys.candidates.registry import SOURCES
-from recsys.features import FEATURE_NAMES
+from recsys.features import FEATURE_NAMES, RequestContext
 from recsys.feedback import EVENT_TYPES
-from recsys.serving import ServingModel, apply_events
+from recsys.serving import ServingModel, apply_events, rank
 from recsys.store.codec import decode_user_state
 from recsys.store.events import WatchEvent
 from recsys.store.feedback_log import read_impressions, read_logged_events
@@ -243,3 +243,25 @@ def test_a_ranker_timeout_explains_stage_one(built: Built) -> None:
         [i["score"] for i in body["items"]], abs=1e-6
     )
     assert np.all(np.diff([w["stage1_score"] for w in whys]) <= 0)
+
+
+def test_explanations_that_miss_the_deadline_keep_the_ranked_answer(
+    api: TestClient, built: Built, redis_client: redis.Redis
+) -> None:
+    """Past the deadline, an explained answer keeps its order and ranker scores, with stage-1
+    facts and no contributions, rather than falling back."""
+    service = api.app.state.service  # type: ignore[attr-defined]
+    model = ServingModel.load(built.artifacts, built.version)
+    user = built.known_users(4)[3]
+    blob = redis_client.get(built.keys.user_state(built.version, user))
+    assert isinstance(blob, bytes)
+    state = decode_user_state(blob)
+    ctx = RequestContext(ts=1_700_000_000, device=0)
+    ranked = rank(model, [state], [ctx], 5)[0]
+    late = time.perf_counter() - service.deadline_s - 1  # arrived longer ago than the deadline
+    whys = api.portal.call(service._explain, model, state, ctx, ranked, late)  # type: ignore[union-attr]
+    assert [w.ranker_score for w in whys] == pytest.approx(ranked.scores.tolist())
+    assert [w.stage1_rank for w in whys] == ranked.positions.tolist()  # type: ignore[union-attr]
+    assert all(w.contributions == [] and w.expected_value is None for w in whys)
+    on_time = api.portal.call(service._explain, model, state, ctx, ranked, time.perf_counter())  # type: ignore[union-attr]
+    assert all(len(w.contributions) == built.settings.serve.explain_features for w in on_time)
