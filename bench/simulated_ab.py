@@ -33,9 +33,8 @@ from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import write_dataset
 from recsys.data.synth import generate_synthetic, synthetic_population
-from recsys.evaluation.online import Catalogue, OnlineOptions, online_report
+from recsys.evaluation.online import OnlineOptions, load_catalogues, online_report
 from recsys.evaluation.online_report import write_online_report
-from recsys.items import ItemTable
 from recsys.pipeline import run_build
 from recsys.simulation import (
     ArmCounts,
@@ -143,13 +142,7 @@ def main() -> None:
         counts = merge(parts)
         impressions = read_impressions(client, keys, settings.log.shards)
         events = read_logged_events(client, keys, settings.log.shards)
-    catalogues = {}
-    for build in {i.build for i in impressions}:
-        items = ItemTable.load(artifacts / build)
-        ids = [str(i) for i in items.ids_list]
-        catalogues[build] = Catalogue(
-            items.n_items, dict(zip(ids, items.pop_percentile.tolist(), strict=True))
-        )
+    catalogues = load_catalogues(artifacts, {i.build for i in impressions})
     report = online_report(impressions, events, catalogues, OnlineOptions(window_s=600))
     write_online_report(report, args.out / "report")
     answers = sum(a.answers for a in counts.arms.values())

@@ -8,7 +8,7 @@ from pathlib import Path
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.errors import ArtifactError, RecsysError
-from recsys.evaluation.online import Catalogue, OnlineOptions, online_report
+from recsys.evaluation.online import OnlineOptions, load_catalogues, online_report
 from recsys.evaluation.online_report import (
     comparison_summary,
     comparison_table,
@@ -16,7 +16,6 @@ from recsys.evaluation.online_report import (
 )
 from recsys.evaluation.records import OnlineReport
 from recsys.evaluation.report import Block, Section, markdown_of
-from recsys.items import ItemTable
 from recsys.store.connect import open_shared_redis
 from recsys.store.feedback_log import read_impressions, read_logged_events
 from recsys.store.keys import Keys
@@ -28,25 +27,6 @@ log = logging.getLogger(__name__)
 class Period:
     since_ms: int | None
     until_ms: int | None
-
-
-def catalogues(artifacts: Path, builds: set[str]) -> dict[str, Catalogue]:
-    """Item popularity and catalogue size of each build whose artifacts are still there; a
-    build removed since (``keep_builds``) has no popularity or coverage in the report."""
-    out = {}
-    for build in sorted(builds):
-        path = artifacts / build
-        if not path.is_dir():
-            log.warning("build %s is not in %s: no popularity or coverage for it", build, path)
-            continue
-        try:
-            items = ItemTable.load(path)
-        except (OSError, ValueError, KeyError) as e:
-            raise ArtifactError(f"{path}: cannot read the item table: {e}") from e
-        ids = [str(i) for i in items.ids_list]
-        pct = items.pop_percentile.tolist()
-        out[build] = Catalogue(items.n_items, dict(zip(ids, pct, strict=True)))
-    return out
 
 
 def build_report(
@@ -68,7 +48,7 @@ def build_report(
     log.info("%d impressions and %d events read", len(impressions), len(events))
     if not impressions:
         raise RecsysError("the impression log holds no answer for this period: nothing to report")
-    cats = catalogues(artifacts, {i.build for i in impressions})
+    cats = load_catalogues(artifacts, {i.build for i in impressions})
     return online_report(impressions, events, cats, options, period.since_ms, period.until_ms)
 
 

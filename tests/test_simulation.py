@@ -13,9 +13,8 @@ from fastapi.testclient import TestClient
 
 from recsys.columns import Columns
 from recsys.data.synth import generate_synthetic, synthetic_population
-from recsys.evaluation.online import Catalogue, OnlineOptions, online_report
+from recsys.evaluation.online import OnlineOptions, load_catalogues, online_report
 from recsys.evaluation.records import OnlineReport
-from recsys.items import ItemTable
 from recsys.pipeline import run_build
 from recsys.simulation import (
     Population,
@@ -83,12 +82,7 @@ def experiment(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     with redis.Redis.from_url(redis_url) as client:
         impressions = read_impressions(client, keys, shards)
         events = read_logged_events(client, keys, shards)
-    catalogues = {}
-    for build in {i.build for i in impressions}:
-        items = ItemTable.load(artifacts / build)
-        ids = [str(i) for i in items.ids_list]
-        pct = dict(zip(ids, items.pop_percentile.tolist(), strict=True))
-        catalogues[build] = Catalogue(items.n_items, pct)
+    catalogues = load_catalogues(artifacts, {i.build for i in impressions})
     options = OnlineOptions(window_s=600, resamples=300, permutations=2000)
     report = online_report(impressions, events, catalogues, options)
     yield Experiment(counts, report, len(impressions))

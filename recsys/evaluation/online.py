@@ -16,13 +16,16 @@ reported for all answers and broken down by build, arm, device and fallback, wit
 bootstrap intervals; arms are compared two by two (``compare_arms``, ``recsys ab report``).
 """
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
+from recsys.errors import ArtifactError
 from recsys.evaluation.online_metric_table import (
     CLICKED,
     COMPLETION,
@@ -45,7 +48,10 @@ from recsys.evaluation.records import (
 from recsys.evaluation.stats import bootstrap_ratio_ci, two_sample_ratio
 from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.feedback import POSITIVE_TYPES
+from recsys.items import ItemTable
 from recsys.store.feedback_log import Impression, LoggedEvent
+
+log = logging.getLogger(__name__)
 
 USER: Final = "user_id"
 ITEM: Final = "item"  # item ids as text: the API takes 318 and "318" for the same item
@@ -65,6 +71,27 @@ class Catalogue:
 
     n_items: int
     pop_pct: dict[str, float]  # item id as text -> popularity percentile in the build
+
+    @classmethod
+    def of(cls, items: ItemTable) -> "Catalogue":
+        ids = [str(i) for i in items.ids_list]
+        return cls(items.n_items, dict(zip(ids, items.pop_percentile.tolist(), strict=True)))
+
+
+def load_catalogues(artifacts: Path, builds: Iterable[str]) -> dict[str, Catalogue]:
+    """The catalogue of each build whose artifacts are still there; a build removed since
+    (``keep_builds``) has no popularity or coverage in the report (logged)."""
+    out = {}
+    for build in sorted(set(builds)):
+        path = artifacts / build
+        if not path.is_dir():
+            log.warning("build %s is not in %s: no popularity or coverage for it", build, path)
+            continue
+        try:
+            out[build] = Catalogue.of(ItemTable.load(path))
+        except (OSError, ValueError, KeyError) as e:
+            raise ArtifactError(f"{path}: cannot read the item table: {e}") from e
+    return out
 
 
 @dataclass(frozen=True)
