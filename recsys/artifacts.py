@@ -9,8 +9,8 @@ from pydantic import ConfigDict, Field, ValidationError, model_serializer
 from pydantic.functional_serializers import SerializerFunctionWrapHandler
 
 from recsys.errors import ArtifactError
-from recsys.inspection.records import InspectionSummary
 from recsys.experiment import DEFAULT_BUILD_NAME
+from recsys.inspection.records import InspectionSummary
 from recsys.records import Record
 
 MANIFEST = "manifest.json"
