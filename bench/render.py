@@ -152,12 +152,13 @@ def main() -> None:
     p.add_argument("--notes", type=Path, default=Path("bench/NOTES.md"))
     p.add_argument("--loadtest", type=Path, default=Path("bench/LOADTEST.md"))
     p.add_argument("--quality", type=Path, default=Path("bench/QUALITY.md"))
+    p.add_argument("--closed-loop", type=Path, default=Path("bench/CLOSED_LOOP.md"))
     args = p.parse_args()
     machine = f"{platform.machine()} Linux, Python {platform.python_version()}"
     parts = [HEADER.format(machine=machine)]
     parts += offline(args.results) + hnsw(args.results) + ranking(args.results)
     # hand-written sections, measured elsewhere
-    for fragment in (args.loadtest, args.quality, args.notes):
+    for fragment in (args.loadtest, args.closed_loop, args.quality, args.notes):
         if fragment.exists():
             parts.append(fragment.read_text())
     args.out.parent.mkdir(parents=True, exist_ok=True)

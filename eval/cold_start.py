@@ -31,6 +31,7 @@ from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.evaluation.ranking_metrics import ranking_metrics_at_k, summarize
+from recsys.feedback import positives
 
 log = logging.getLogger(__name__)
 K = 10
@@ -45,8 +46,12 @@ class ColdUser:
 def hold_out_users(
     interactions: pl.DataFrame, fraction: float, min_events: int, seed: int
 ) -> tuple[pl.DataFrame, list[ColdUser]]:
-    """(training events of everyone else, the held-out users with their time-ordered events)."""
-    counts = interactions.group_by(Columns.user).len()
+    """(training events of everyone else, the held-out users with their time-ordered events).
+
+    A held-out user's events are their positive ones (issue 15): what they watched is what they
+    post and what the next answer is scored on; everyone else's skips stay in training."""
+    liked = positives(interactions)
+    counts = liked.group_by(Columns.user).len()
     eligible = counts.filter(pl.col("len") >= min_events)[Columns.user].sort()
     rng = np.random.default_rng(seed)
     n = max(1, round(fraction * counts.height))
@@ -54,7 +59,7 @@ def hold_out_users(
     held = pl.col(Columns.user).is_in(chosen.implode())
     train = interactions.filter(~held)
     cold = (
-        interactions.with_row_index("_row")
+        liked.with_row_index("_row")
         .filter(held)
         .sort([Columns.timestamp, "_row"])
         .group_by(Columns.user, maintain_order=True)
@@ -105,8 +110,12 @@ def measure(
         client_cfg=settings.redis_client,
         server_cfg=settings.redis_server,
     ) as (client, url):
-        # a key prefix of its own, and everything removed afterwards, as for `recsys eval`
-        served = isolated(settings).model_copy(update={"redis_url": url, "serve": serve})
+        # a key prefix of its own, and everything removed afterwards, as for `recsys eval`; no
+        # impression or event log (issue 15): these answers are a measurement, not traffic
+        no_log = settings.log.model_copy(update={"enabled": False})
+        served = isolated(settings).model_copy(
+            update={"redis_url": url, "serve": serve, "log": no_log}
+        )
         train_data = Dataset(train, dataset.items)
         with (
             published_build(train_data, client, served, work) as (build, _),

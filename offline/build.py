@@ -6,13 +6,16 @@ from pathlib import Path
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.data.load import load_dataset
+from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.pipeline import BuildResult, run_build
 from recsys.store.connect import open_redis, redact_url
 
 log = logging.getLogger(__name__)
 
 
-def build(data_dir: Path, artifacts: Path, settings: Settings) -> BuildResult:
+def build(
+    data_dir: Path, artifacts: Path, settings: Settings, name: str = DEFAULT_BUILD_NAME
+) -> BuildResult:
     dataset = load_dataset(data_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
     with open_redis(
@@ -22,12 +25,13 @@ def build(data_dir: Path, artifacts: Path, settings: Settings) -> BuildResult:
         server_cfg=settings.redis_server,
         bulk=True,
     ) as (client, url):
-        result = run_build(dataset, artifacts, client, settings)
+        result = run_build(dataset, artifacts, client, settings, name=name)
     m = result.manifest
     log.info(
-        "build %s published to %s: %d users x %d candidates (%.0f bytes/user), "
+        "build %s (%s) published to %s: %d users x %d candidates (%.0f bytes/user), "
         "ranker valid NDCG@10 %.4f",
         result.version,
+        name,
         redact_url(url),
         m.candidates.users_written,
         m.candidates.candidates_per_user,

@@ -70,21 +70,31 @@ class ServingModel:
 class Ranked:
     item_idx: np.ndarray  # int32 [<= k]
     scores: np.ndarray  # float32 [<= k]
+    positions: np.ndarray | None = None
+    """Each item's position among the state's candidates (its stage-1 rank, 0 = first); None
+    for items that are not candidates (popular items of a fallback)."""
+
+
+def event_items(events: Sequence[WatchEvent], model: ServingModel) -> np.ndarray:
+    """Build indices of the events' items (-1: an item this build does not know)."""
+    return np.array([model.items.index_of(e.item_id) for e in events], dtype=np.int32)
 
 
 def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingModel) -> UserState:
-    """Fold real-time events into a stored state: watched items leave the candidates and join
-    the history, so a watch changes the very next answer."""
+    """Fold real-time events into a stored state: every event's item leaves the candidates, so a
+    watch, a skip or a dislike changes the very next answer; positive events (watches, clicks)
+    also join the history, as the next build's ALS and features will count them."""
     if not events:
         return state
     items = model.items
     return fold_events(
         state,
-        np.array([items.index_of(e.item_id) for e in events], dtype=np.int32),
+        event_items(events, model),
         np.array([e.timestamp for e in events], dtype=np.int64),
         np.array([items.device_code(e.device) for e in events], dtype=np.uint8),
         np.array([np.nan if e.completion is None else e.completion for e in events], np.float32),
         model.history_len,
+        positive=np.array([e.positive for e in events], dtype=bool),
     )
 
 
@@ -92,18 +102,23 @@ def cold_start_state(model: ServingModel, events: Sequence[WatchEvent]) -> UserS
     """A state for a user the build never saw, from the events they posted: an ALS vector
     folded in from those events (``FoldIn``), and candidates from the build's own sources and
     merge, the item-to-item and sequential sources anchored on those events, so that the ranker
-    reads every feature as it does for known users. None when no event names an item of this
-    build (nothing to start from: the answer is popular items)."""
+    reads every feature as it does for known users. None when no positive event names an item
+    of this build (nothing to start from: the answer is popular items).
+
+    Only positive events anchor it (the fold-in, the recent items): a skip or a dislike is not
+    taste (issue 15), but every event's item, negative ones included, is kept out of the
+    candidates."""
     items = model.items
-    idx = np.array([items.index_of(e.item_id) for e in events], dtype=np.int32)
-    watched = idx[idx >= 0]
+    idx = event_items(events, model)
+    positive = np.array([e.positive for e in events], dtype=bool)
+    watched = idx[(idx >= 0) & positive]
     if not len(watched):
         return None
     n_recent = model.candidates.recent_items
     recent = np.full((1, n_recent), -1, dtype=np.int64)
     last = watched[-n_recent:]
     recent[0, n_recent - len(last) :] = last
-    seen = np.unique(watched).astype(np.int64)  # keys of row 0: the item indices themselves
+    seen = np.unique(idx[idx >= 0]).astype(np.int64)  # keys of row 0: the item indices
     factors = model.fold_in.user_vector(items.factors, watched)[None, :]
     batch = UserBatch(np.zeros(1, np.int64), factors, recent, max_seen=len(seen))
     found = candidates_of(batch, model.sources, seen, items.factors, model.candidates)
@@ -119,6 +134,17 @@ def cold_start_state(model: ServingModel, events: Sequence[WatchEvent]) -> UserS
     )
     # quantised as a stored state is, since the ranker learnt from stored states
     return apply_events(as_served(no_history), events, model)
+
+
+def leave_out(ranked: Ranked, items: np.ndarray, k: int) -> Ranked:
+    """The first ``k`` of ``ranked`` that are not in ``items``: a request's ``exclude`` applied
+    to an answer ranked ``k + len(items)`` deep, so the rest keep the order (and the scores)
+    they have without the exclusion."""
+    if not len(items):
+        return ranked
+    keep = np.flatnonzero(~np.isin(ranked.item_idx, items))[:k]
+    positions = None if ranked.positions is None else ranked.positions[keep]
+    return Ranked(ranked.item_idx[keep], ranked.scores[keep], positions)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -168,7 +194,7 @@ def rank(
         n = len(s.cand_item)
         part = scores[start : start + n]
         best = top_k(part, k)
-        out.append(Ranked(s.cand_item[best], part[best]))
+        out.append(Ranked(s.cand_item[best], part[best], best))
         start += n
     if times is not None:
         times.total_s = time.perf_counter() - started
@@ -177,14 +203,16 @@ def rank(
 
 def stage1_order(state: UserState, k: int) -> Ranked:
     """Stage-1 order (candidates are stored best first): the answer when ranking can't run."""
-    return Ranked(state.cand_item[:k], state.cand_score[:k])
+    n = min(k, len(state.cand_item))
+    return Ranked(state.cand_item[:k], state.cand_score[:k], np.arange(n, dtype=np.int64))
 
 
-def popular(model: ServingModel, k: int, exclude: Sequence[WatchEvent] = ()) -> Ranked:
-    """Most popular items (recent first), minus anything the caller has just watched."""
-    pool = model.items.popular[: k + len(exclude)]
-    if exclude:
-        seen = np.array([model.items.index_of(e.item_id) for e in exclude], dtype=np.int32)
-        pool = pool[~np.isin(pool, seen)]
+def popular(model: ServingModel, k: int, exclude: np.ndarray | None = None) -> Ranked:
+    """Most popular items (recent first), minus ``exclude`` (item indices: what the user has
+    just watched, skipped or disliked, and what the request leaves out)."""
+    n_excluded = 0 if exclude is None else len(exclude)
+    pool = model.items.popular[: k + n_excluded]
+    if exclude is not None and n_excluded:
+        pool = pool[~np.isin(pool, exclude)]
     pool = pool[:k]
     return Ranked(pool, model.items.pop_recent[pool])

@@ -32,15 +32,20 @@ def fold_events(
     device: np.ndarray,
     completion: np.ndarray,
     history_len: int,
+    positive: np.ndarray | None = None,
 ) -> UserState:
     """``state`` after events that came later (arrays, oldest first; ``item`` in build indices,
-    -1 for an item the build does not know): watched items leave the candidates and join the
-    history. The API folds posted events in with it, and the ranker's training set folds in
-    each request's earlier label events the same way. Events older than the stored history only
-    leave the candidates."""
+    -1 for an item the build does not know): every event's item leaves the candidates, so a
+    watch, a skip or a dislike changes the very next answer; positive events (``positive``, a
+    bool mask; None: all of them) newer than the stored history also join it, as the next
+    build's ALS and features will count them (issue 15). The API folds posted events in with
+    it, and the ranker's training set folds in each request's earlier label events the same
+    way. Negative events, and events older than the stored history, only leave the candidates."""
     if not len(item):
         return state
     newer = ts > (state.hist_ts[-1] if len(state.hist_ts) else -1)
+    if positive is not None:
+        newer &= positive
     keep = ~np.isin(state.cand_item, item)
     return replace(
         state,

@@ -149,3 +149,50 @@ def test_fold_in_places_a_known_user_near_their_als_vector(built: Built) -> None
         y = fit.factors.user[u]
         cos.append(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
     assert np.median(cos) > 0.95
+
+
+def test_a_new_users_skips_and_exclusions_leave_the_ranked_answer(
+    built: Built, api: TestClient, model: ServingModel
+) -> None:
+    """Issue 15 on issue 14's ranked cold start: only positive events anchor a new user (a skip
+    is not taste), every reacted-to or excluded item stays out of the answer, and the answer
+    can be explained like a known user's."""
+    items = model.items
+    history = built.result.candidate_model.history
+    u = int(np.argsort(np.diff(history.offsets))[-2])  # another user with a long history
+    watched = history.item[history.offsets[u] : history.offsets[u] + 3]
+    ids = [str(items.ids_list[i]) for i in watched]
+    for j, item_id in enumerate(ids):
+        for user in ("cold-watches", "cold-and-skips"):
+            body = {"user_id": user, "item_id": item_id, "timestamp": TS + j}
+            assert api.post("/events", json=body).status_code == 202
+    params = {"k": 20, "ts": TS + 60}
+    first = [
+        str(i["item_id"])
+        for i in api.get("/recommendations/cold-watches", params=params).json()["items"]
+    ]
+    skip, leave = first[0], first[1]
+    body = {"user_id": "cold-and-skips", "item_id": skip, "timestamp": TS + 10, "type": "skip"}
+    assert api.post("/events", json=body).status_code == 202
+    answer = api.get(
+        "/recommendations/cold-and-skips", params={**params, "exclude": leave, "explain": "true"}
+    ).json()
+    assert answer["fallback"] is None
+    got = [str(i["item_id"]) for i in answer["items"]]
+    assert len(got) == 20 and not {skip, leave} & set(got)
+    assert all(i["explanation"]["sources"] for i in answer["items"])  # stage 1 proposed each
+    events = [WatchEvent(i, TS + j, "tv") for j, i in enumerate(ids)]
+    state = cold_start_state(model, [*events, WatchEvent(skip, TS + 10, "tv", type="skip")])
+    assert state is not None and state.hist_item.tolist() == watched.tolist()
+    assert items.index_of(skip) not in state.cand_item
+    # a new user whose only known event is a skip has nothing to start from: popular items,
+    # minus the skipped and the excluded ones
+    only = [WatchEvent(items.ids_list[int(items.popular[0])], TS, "tv", type="dislike")]
+    assert cold_start_state(model, only) is None
+    body = {"user_id": "cold-only-dislikes", "item_id": only[0].item_id, "timestamp": TS}
+    assert api.post("/events", json={**body, "type": "dislike"}).status_code == 202
+    top = str(items.ids_list[int(items.popular[1])])
+    plain = api.get("/recommendations/cold-only-dislikes", params={"k": 10, "exclude": top}).json()
+    assert plain["fallback"] == "cold-start"
+    shown = [str(i["item_id"]) for i in plain["items"]]
+    assert len(shown) == 10 and str(only[0].item_id) not in shown and top not in shown

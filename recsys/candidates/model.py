@@ -19,6 +19,7 @@ from recsys.candidates.source import SourceInputs
 from recsys.columns import Columns
 from recsys.config import CandidateConfig, Settings
 from recsys.events_index import IndexedEvents
+from recsys.feedback import positives
 from recsys.history import UserHistory
 from recsys.items import ItemTable, build_item_table
 from recsys.mf import Factors, FoldIn, fit_als, interaction_matrix
@@ -29,8 +30,8 @@ class CandidateModel:
     """A fitted stage 1."""
 
     factors: Factors
-    fold_in: FoldIn  # factor vectors of users the build never saw, from their events
-    seen: sp.csr_matrix  # users x items, summed weights
+    fold_in: FoldIn  # factor vectors of users the build never saw, from their positive events
+    seen: sp.csr_matrix  # users x items, summed weights of every event, negative ones included
     items: ItemTable
     neighbours: NeighbourTables
     item_index: ItemIndex  # over the item factors; what the ALS source searches
@@ -81,17 +82,30 @@ def fit_candidate_model(
     settings: Settings,
     init_item_factors: np.ndarray | None = None,
 ) -> CandidateModel:
-    """Everything stage 1 learns from ``events`` (and nothing else), as of their last timestamp."""
+    """Everything stage 1 learns from ``events`` (and nothing else), as of their last timestamp.
+
+    Taste comes from positive events only (ALS and its fold-in, the item table, the sequence
+    tables, histories); every event, a skip or a dislike included, removes its item from that
+    user's candidates (recsys.feedback)."""
     seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
-    factors = fit_als(seen, settings.als, init_item_factors)
+    liked = events.only_positive()
+    if liked is not events:
+        events_df = positives(events_df)
+        seen_positive = interaction_matrix(
+            liked.user, liked.item, liked.weight, n_users, catalogue.height
+        )
+    else:
+        seen_positive = seen
+    factors = fit_als(seen_positive, settings.als, init_item_factors)
     as_of_ts = int(events.ts.max())
-    params = CovisitParams.from_config(settings.candidates.sequence, len(events))
+    # "what comes next" is taste too: a skip between two watches is not a transition (issue 15)
+    params = CovisitParams.from_config(settings.candidates.sequence, len(liked))
     n_items = catalogue.height
-    tables = sequence_tables(events.user, events.item, events.ts, n_items, as_of_ts, params)
+    tables = sequence_tables(liked.user, liked.item, liked.ts, n_items, as_of_ts, params)
     items = build_item_table(
         catalogue,
         events_df,
-        events.item,
+        liked.item,
         factors.item,
         as_of_ts,
         devices,
@@ -99,7 +113,7 @@ def fit_candidate_model(
         tables.covisits,
     )
     history = UserHistory.from_events(
-        events.user, events.item, events.ts, events.device, events.completion, n_users
+        liked.user, liked.item, liked.ts, liked.device, liked.completion, n_users
     )
     titles = catalogue[Columns.title].fill_null("")
     neighbours = neighbour_tables(items, titles, settings.candidates)
@@ -107,7 +121,10 @@ def fit_candidate_model(
     inputs = SourceInputs(items, neighbours, item_index, settings.candidates)
     return CandidateModel(
         factors=factors,
-        fold_in=FoldIn.fit(seen, factors.item, settings.als),
+        # on the matrix ALS was fitted on: the fold-in replays ALS's user step, so its BM25
+        # length norms and default weight must be those of the positive events the item factors
+        # came from; a dislike counted in them would make its item look more popular
+        fold_in=FoldIn.fit(seen_positive, factors.item, settings.als),
         seen=seen,
         items=items,
         neighbours=neighbours,

@@ -50,6 +50,7 @@ class EarlierEvents:
     ts: np.ndarray  # int64 [P]
     device: np.ndarray  # uint8 [P]
     completion: np.ndarray  # float32 [P]
+    positive: np.ndarray  # bool [P] a watch or click; a skip or dislike only leaves candidates
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class LabelRequests:
     context: list[RequestContext]
     label_offsets: np.ndarray  # int64 [G+1]
     label_items: np.ndarray  # int32 [L]
-    label_grades: np.ndarray  # int32 [L] relevance grade of each label item, 1..3
+    label_grades: np.ndarray  # int32 [L] grade of each label item: 1..3, NEGATIVE_GRADE (a skip)
     earlier: EarlierEvents | None = None  # None: every request asked at the history's end
 
     def labels_of(self, g: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +73,13 @@ class LabelRequests:
         p = self.earlier
         s, e = p.offsets[g], p.offsets[g + 1]
         return fold_events(
-            state, p.item[s:e], p.ts[s:e], p.device[s:e], p.completion[s:e], history_len
+            state,
+            p.item[s:e],
+            p.ts[s:e],
+            p.device[s:e],
+            p.completion[s:e],
+            history_len,
+            positive=p.positive[s:e],
         )
 
 
@@ -87,11 +94,22 @@ def relevance_grades(weight: np.ndarray, completion: np.ndarray) -> np.ndarray:
     return (1 + (quality >= 0.5) + (quality >= 0.9)).astype(np.int32)
 
 
+NEGATIVE_GRADE = -1
+"""A label event that says "not this" (a skip, a dislike: recsys.feedback). Its candidate is
+kept in the training set as a negative (relevance 0) rather than left to negative sampling."""
+
+
+def label_grades(labels: IndexedEvents) -> np.ndarray:
+    """Relevance grade of each label event: 1..3 for a positive event, NEGATIVE_GRADE else."""
+    grades = relevance_grades(labels.weight, labels.completion)
+    return np.where(labels.positive, grades, NEGATIVE_GRADE).astype(np.int32)
+
+
 def label_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRequests:
     """One request per labelled user, at the time and on the device of their first label event."""
     order = np.lexsort((labels.ts, labels.user))
     user, item = labels.user[order], labels.item[order]
-    grade = relevance_grades(labels.weight, labels.completion)[order]
+    grade = label_grades(labels)[order]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], len(user)]
     rng = np.random.default_rng(seed)
@@ -112,17 +130,22 @@ def label_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRe
 
 
 def next_event_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRequests:
-    """One request per label event, at its time and on its device, with that event's item as
-    the only label, asked after the same user's earlier label events (``EarlierEvents``): the
-    question the API answers after each watch. A seeded sample of ``max_groups``."""
+    """One request per positive label event, at its time and on its device, with that event's
+    item as the only label, asked after the same user's earlier label events
+    (``EarlierEvents``): the question the API answers after each watch. A seeded sample of
+    ``max_groups``. A skip or a dislike asks no question of its own (a request whose only label
+    is negative teaches LambdaRank nothing), but as an earlier event it takes its item out of
+    the later requests' candidates, as it does in the API (issue 15)."""
     order = np.lexsort((np.arange(len(labels.user)), labels.ts, labels.user))
     user, item, ts = labels.user[order], labels.item[order], labels.ts[order]
     device, completion = labels.device[order], labels.completion[order]
-    grade = relevance_grades(labels.weight, labels.completion)[order]
+    positive = labels.positive[order]
+    grade = label_grades(labels)[order]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     first_of_user = np.repeat(starts, np.diff(np.r_[starts, len(user)]))
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.permutation(len(user))[:max_groups])
+    askable = np.flatnonzero(positive)  # every event when all are positive: the same draw
+    pick = np.sort(askable[rng.permutation(len(askable))[:max_groups]])
     earlier = [np.arange(first_of_user[j], j) for j in pick]
     rows = np.concatenate(earlier) if earlier else np.empty(0, np.int64)
     return LabelRequests(
@@ -140,6 +163,7 @@ def next_event_requests(labels: IndexedEvents, max_groups: int, seed: int) -> La
             ts=ts[rows].astype(np.int64),
             device=device[rows].astype(np.uint8),
             completion=completion[rows].astype(np.float32),
+            positive=positive[rows].astype(bool),
         ),
     )
 
@@ -180,7 +204,7 @@ def build_training_set(
         labelled = []
         for state, ctx, g in zip(states, contexts, groups, strict=True):
             rel = candidate_relevance(state.cand_item, *requests.labels_of(g))
-            if rel.any():
+            if (rel > 0).any():  # a request with only negative labels has nothing to rank above
                 labelled.append((state, ctx, rel))
         for at in range(0, len(labelled), FEATURE_CHUNK):
             chunk = labelled[at : at + FEATURE_CHUNK]
@@ -190,7 +214,7 @@ def build_training_set(
                 n = len(state.cand_item)
                 keep = sample_negatives(rel, n_neg, rng)
                 features.append(x[start : start + n][keep])
-                relevance.append(rel[keep])
+                relevance.append(np.maximum(rel[keep], 0))
                 sizes.append(len(keep))
                 start += n
     if not sizes:
@@ -207,7 +231,8 @@ def build_training_set(
 def candidate_relevance(
     candidates: np.ndarray, label_items: np.ndarray, label_grades: np.ndarray
 ) -> np.ndarray:
-    """Grade of each candidate: its best label grade, 0 if it is not a label."""
+    """Grade of each candidate: its best label grade (a watch after a skip is a watch), 0 if it
+    is not a label, NEGATIVE_GRADE if its only labels are negative."""
     rel = np.zeros(len(candidates), dtype=np.int32)
     order = np.argsort(label_grades, kind="stable")  # later (higher) grades overwrite lower
     pos = {int(i): int(gr) for i, gr in zip(label_items[order], label_grades[order], strict=True)}
@@ -219,11 +244,12 @@ def candidate_relevance(
 def sample_negatives(
     relevance: np.ndarray, n_negatives: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Row positions to keep: every label, and up to ``n_negatives`` others, in candidate order."""
+    """Row positions to keep: every label (positive or negative), and up to ``n_negatives``
+    others, in candidate order."""
     neg = np.flatnonzero(relevance == 0)
     if len(neg) > n_negatives:
         neg = rng.choice(neg, n_negatives, replace=False)
-    return np.sort(np.concatenate([np.flatnonzero(relevance > 0), neg]))
+    return np.sort(np.concatenate([np.flatnonzero(relevance != 0), neg]))
 
 
 def training_data(
