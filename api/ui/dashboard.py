@@ -74,8 +74,8 @@ class UnavailableError(RuntimeError):
 class ServedBuild(Record):
     arm: str
     share: float
-    """Of the users the A/B split sends to this arm (0: the champion outside an experiment that
-    does not name it answers only for arms with no build loaded)."""
+    """Share of users the A/B split sends to this arm; 0 for a champion the split does not name
+    (it answers only the users whose arm has no build loaded)."""
     build_version: str
     created_at: str
     age_s: float | None
