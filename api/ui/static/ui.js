@@ -326,9 +326,10 @@
     window.setTimeout(() => run(), d.refresh_s * 1000);
   };
 
-  pages.builds = async function builds() {
+  // notice: what the last promotion did, kept across the redraw that follows it
+  pages.builds = async function builds(notice) {
     const d = await getJSON(endpoint);
-    const promoteStatus = el("p", { id: "promote-status", class: "small" });
+    const promoteStatus = el("p", { id: "promote-status", class: notice ? `small ${notice.ok ? "ok" : "error"}` : "small" }, notice ? notice.text : null);
     const promoteButton = (b) =>
       el(
         "button",
@@ -340,17 +341,20 @@
           on: {
             click: async (event) => {
               event.stopPropagation();
+              const button = event.currentTarget;
               if (!window.confirm(`Promote ${b.line} (build ${b.build_version}) to champion? Every worker swaps it in on its next poll.`)) return;
-              event.currentTarget.disabled = true;
+              button.disabled = true;
+              let done;
               try {
-                const done = await postJSON("/ui/api/promote", { line: b.line });
-                promoteStatus.textContent = `Promoted ${done.line}: the champion is now ${done.champion} (was ${done.previous || "none"}).`;
-                promoteStatus.className = "small ok";
-                await builds();
+                done = await postJSON("/ui/api/promote", { line: b.line });
               } catch (error) {
                 promoteStatus.textContent = `Promotion failed: ${error.message}`;
                 promoteStatus.className = "small error";
+                button.disabled = false;
+                return;
               }
+              // the page drawn again shows the new champion, and keeps this notice
+              await builds({ ok: true, text: `Promoted ${done.line}: the champion is now ${done.champion} (was ${done.previous || "none"}).` }).catch((error) => setStatus(error.message, true));
             },
           },
         },
