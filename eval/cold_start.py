@@ -111,10 +111,12 @@ def measure(
         server_cfg=settings.redis_server,
     ) as (client, url):
         # a key prefix of its own, and everything removed afterwards, as for `recsys eval`; no
-        # impression or event log (issue 15): these answers are a measurement, not traffic
+        # impression or event log (issue 15) and no live drift counts (issue 16; a late flush
+        # would outlive the cleanup): these answers are a measurement, not traffic
         no_log = settings.log.model_copy(update={"enabled": False})
+        no_drift = settings.ui.model_copy(update={"drift_sample_interval_ms": 0.0})
         served = isolated(settings).model_copy(
-            update={"redis_url": url, "serve": serve, "log": no_log}
+            update={"redis_url": url, "serve": serve, "log": no_log, "ui": no_drift}
         )
         train_data = Dataset(train, dataset.items)
         with (
