@@ -423,6 +423,12 @@
     setStatus(`${d.builds.length} builds`);
   };
 
+  // The item and drift pages describe the champion's build, or an A/B arm's (?arm=NAME).
+  function armQuery(params) {
+    const arm = params.get("arm");
+    return arm ? `?arm=${encodeURIComponent(arm)}` : "";
+  }
+
   function contextForm(params, fields) {
     const form = el(
       "form",
@@ -553,13 +559,16 @@
   pages.items = async function items() {
     const params = new URLSearchParams(window.location.search);
     const itemId = params.get("item");
-    const form = contextForm(params, [{ name: "item", label: "item id", required: true, size: 16 }]);
+    const form = contextForm(params, [
+      { name: "item", label: "item id", required: true, size: 16 },
+      { name: "arm", label: "A/B arm", placeholder: "champion", size: 10 },
+    ]);
     if (!itemId) {
       content.replaceChildren(form, el("p", { class: "muted" }, "Enter an item id, or follow an item from a user's recommendations."));
       setStatus("");
       return;
     }
-    const d = await getJSON(`${endpoint}${encodeURIComponent(itemId)}`);
+    const d = await getJSON(`${endpoint}${encodeURIComponent(itemId)}${armQuery(params)}`);
     document.querySelector("main h1").textContent = d.title ? `${d.title} (${d.item_id})` : `Item ${d.item_id}`;
     const chartBox = el("div", { class: "chart" });
     const meta = card(
@@ -622,9 +631,11 @@
   };
 
   pages.drift = async function drift() {
-    const d = await getJSON(endpoint);
+    const params = new URLSearchParams(window.location.search);
+    const form = contextForm(params, [{ name: "arm", label: "A/B arm", placeholder: "champion", size: 10 }]);
+    const d = await getJSON(`${endpoint}${armQuery(params)}`);
     if (!d.live) {
-      content.replaceChildren(el("p", { class: "error" }, d.problem || "no drift data"));
+      content.replaceChildren(form, el("p", { class: "error" }, d.problem || "no drift data"));
       setStatus("");
       return;
     }
@@ -665,6 +676,7 @@
       ([n, s]) => ({ class: "clickable", on: { click: () => showDetail(label(n), s) } }),
     );
     content.replaceChildren(
+      form,
       el(
         "div",
         { class: "grid" },
