@@ -63,7 +63,8 @@
   const card = (title, ...children) => el("section", { class: "card" }, el("h2", {}, title), ...children);
   const wideCard = (title, ...children) => el("section", { class: "card wide" }, el("h2", {}, title), ...children);
   const flagTag = (flag) => (flag ? el("span", { class: `tag flag-${flag}` }, flag) : el("span", { class: "muted" }, "no live data"));
-  const itemLink = (id, title) => el("a", { href: `/ui/items?item=${encodeURIComponent(id)}` }, title ? `${title} (${id})` : String(id));
+  // arm: the A/B arm whose build the item page should show (none: the champion's)
+  const itemLink = (id, title, arm) => el("a", { href: `/ui/items?item=${encodeURIComponent(id)}${arm ? `&arm=${encodeURIComponent(arm)}` : ""}` }, title ? `${title} (${id})` : String(id));
   const userLink = (id) => el("a", { href: `/ui/users?user=${encodeURIComponent(id)}` }, String(id));
 
   // columns: [{label, value(row) -> node|text, num}]
@@ -463,7 +464,7 @@
     const answerTable = table(
       [
         { label: "#", value: (_, i) => i + 1, num: true },
-        { label: "item", value: (it) => itemLink(it.item_id, it.title) },
+        { label: "item", value: (it) => itemLink(it.item_id, it.title, a.arm) },
         { label: "score", value: (it) => fmt.num(it.score, 4), num: true },
         { label: "explanation", value: (it) => explanation(it.explanation) },
       ],
@@ -472,7 +473,7 @@
     );
     const changes = table(
       [
-        { label: "item", value: (c) => itemLink(c.item_id, c.title) },
+        { label: "item", value: (c) => itemLink(c.item_id, c.title, a.arm) },
         { label: "rank (A)", value: (c) => (c.rank_a === null ? "–" : c.rank_a + 1), num: true },
         { label: "rank (B)", value: (c) => (c.rank_b === null ? "–" : c.rank_b + 1), num: true },
         {
@@ -491,7 +492,7 @@
       ? table(
           [
             { label: "when", value: (h) => fmt.time(h.ts) },
-            { label: "item", value: (h) => itemLink(h.item_id, h.title) },
+            { label: "item", value: (h) => itemLink(h.item_id, h.title, a.arm) },
             { label: "device", value: (h) => h.device },
             { label: "completion", value: (h) => (h.completion === null ? "–" : fmt.pct(h.completion, 0)), num: true },
             { label: "", value: (h) => (h.live ? el("span", { class: "tag" }, "live event") : "") },
@@ -507,7 +508,7 @@
         table(
           [
             { label: "stage-1 rank", value: (c) => c.stage1_rank + 1, num: true },
-            { label: "item", value: (c) => itemLink(c.item_id, c.title) },
+            { label: "item", value: (c) => itemLink(c.item_id, c.title, a.arm) },
             { label: "stage-1 score", value: (c) => fmt.num(c.stage1_score, 4), num: true },
             { label: "sources", value: (c) => c.sources.map((n) => el("span", { class: "tag" }, n)) },
           ],
@@ -599,7 +600,7 @@
         el("p", { class: "small muted" }, `The ${n.source} source's table: ${n.description}`),
         table(
           [
-            { label: "item", value: (x) => itemLink(x.item_id, x.title) },
+            { label: "item", value: (x) => itemLink(x.item_id, x.title, params.get("arm")) },
             { label: "similarity", value: (x) => fmt.num(x.similarity, 3), num: true },
           ],
           n.items,
