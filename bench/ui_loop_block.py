@@ -12,7 +12,11 @@ that wakes every millisecond and records how late it woke: the lateness is how l
 held. Each endpoint is called ``--calls`` times in a row (after a warm-up that loads the build's
 tables), from a client thread, with nothing else running; a call's "blocked" figure is the
 largest lateness seen while it was in flight, "held" the sum of latenesses above 1 ms.
-Paths are drawn from the load test's traffic plan, as ``bench/ui_latency.py`` does.
+Paths are drawn from the load test's traffic plan, as ``bench/ui_latency.py`` does. The first
+row is the probe alone over 20 ms windows: the machine's own noise.
+
+To measure other code with the same script (the code before a change, in a git worktree):
+``PYTHONPATH=OTHER_TREE python bench/ui_loop_block.py ...``.
 """
 
 import argparse
@@ -89,13 +93,17 @@ def serve(app: object, port: int, probe: Probe, ready: threading.Event) -> uvico
 def measure(base: str, probe: Probe, paths: dict[str, list[str]], calls: int) -> dict[str, dict]:
     out = {}
     with httpx.Client(base_url=base, timeout=60) as client:
-        for page, choices in paths.items():
-            client.get(choices[0]).raise_for_status()  # loads the build's tables
+        for page, choices in {"(no call: the probe alone)": [""], **paths}.items():
+            if choices[0]:
+                client.get(choices[0]).raise_for_status()  # loads the build's tables
             blocked, held, latency = [], [], []
             for i in range(calls):
                 time.sleep(0.05)  # let the loop settle; the probe's samples separate calls
                 start = time.perf_counter()
-                client.get(choices[(1 + i) % len(choices)]).raise_for_status()
+                if choices[0]:
+                    client.get(choices[(1 + i) % len(choices)]).raise_for_status()
+                else:
+                    time.sleep(0.02)
                 end = time.perf_counter()
                 lags = probe.window(start, end)
                 blocked.append(1000 * max(lags, default=0.0))
