@@ -15,13 +15,15 @@ build (two builds kept) on that thread; an item's page, fixed for a build, is ke
 import asyncio
 import calendar
 import json
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 import redis
@@ -61,6 +63,7 @@ CANDIDATES_PER_SOURCE: Final = 10
 EXAMPLE_USERS: Final = 8
 CACHED_BUILDS: Final = 2
 CACHED_ITEM_PAGES: Final = 512
+UI_SWITCH_INTERVAL_S: Final = 0.001
 ROWS_METRICS: Final[tuple[str, ...]] = ("ndcg@10", "hr@10", "ndcg@50", "hr@50")
 DAY_S: Final = 86_400
 
@@ -227,6 +230,29 @@ class UserRead:
     alt_answer: Answer
 
 
+class UiPool(ThreadPoolExecutor):
+    """The dashboard's one thread. While it runs a job, the interpreter's switch interval is
+    1 ms instead of 5 (``sys.setswitchinterval``): the Python parts of a page (composing
+    records, pydantic, orjson) hold the GIL, and the event loop, woken by a request meanwhile,
+    waits up to one interval before it may run. One job at a time, so no job restores an
+    interval another one set."""
+
+    def __init__(self) -> None:
+        super().__init__(1, thread_name_prefix="recsys-ui")
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> "Future[T]":
+        return super().submit(_with_short_switch, partial(fn, *args, **kwargs))
+
+
+def _with_short_switch(job: Callable[[], T]) -> T:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, UI_SWITCH_INTERVAL_S))
+    try:
+        return job()
+    finally:
+        sys.setswitchinterval(previous)
+
+
 class Dashboard:
     """The pages' data for one worker; its caches are small and per build.
 
@@ -253,7 +279,7 @@ class Dashboard:
         self._items: OrderedDict[tuple[str, int], Page] = OrderedDict()
         self._report: _Cached | None = None
         # one thread, one page at a time: a dashboard never holds more than this thread
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="recsys-ui")
+        self.pool = UiPool()
         self._turn = asyncio.Lock()
 
     def close(self) -> None:
