@@ -137,7 +137,7 @@ class RecommendationService:
         it never waits behind, or holds up, a request's ranking.
         """
         excluded = np.array([model.items.index_of(i) for i in exclude], dtype=np.int32)
-        record = await self._read_user(model.version, user_id)
+        record = await self._read_user(model.version, user_id, observed=pool is None)
         if record is None:
             ranked = popular(model, k, excluded)
             return self._fallback(model, ranked, "redis-unavailable", explain, None, pool is None)
@@ -274,7 +274,9 @@ class RecommendationService:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _read_user(self, build_version: str, user_id: str) -> UserRecord | None:
+    async def _read_user(
+        self, build_version: str, user_id: str, observed: bool = True
+    ) -> UserRecord | None:
         started = time.perf_counter()
         try:
             # asyncio.timeout, not wait_for: wait_for (3.11) wraps the read in a new task that
@@ -288,7 +290,8 @@ class RecommendationService:
         except REDIS_ERRORS:
             return None
         finally:
-            self.metrics.observe_stage("redis", time.perf_counter() - started)
+            if observed:
+                self.metrics.observe_stage("redis", time.perf_counter() - started)
 
     async def _rank(
         self,
