@@ -54,6 +54,7 @@ def measure(data_dir: Path, partitions: int | None) -> dict[str, Any]:
         "window": params.window,
         "neighbours": params.neighbours,
         "seconds": round(seconds, 1),
+        "us_per_event": round(seconds / len(events) * 1e6, 2),
         "peak_rss_mb_before": round(before),
         "peak_rss_mb": round(peak_rss_mb()),
         "items_with_transitions": int((tables.transitions.ids[:, 0] >= 0).sum()),
