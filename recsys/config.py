@@ -183,6 +183,23 @@ class RankerConfig(_Section):
     label_window_frac: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of events after the cut."
     )
+    cold_start_users: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Share of the label users left out of the stage 1 the ranker learns from and asked "
+            "as users that build never saw, after each of their first cold_start_events "
+            "events: cold-like requests, so that the ranker learns from the states the API "
+            "makes for new users (issue 14). 0: warm requests only."
+        ),
+    )
+    cold_start_max_users: int = Field(
+        2000, ge=0, description="At most this many users left out for cold-like requests."
+    )
+    cold_start_events: int = Field(
+        5, ge=1, le=50, description="Cold-like requests after 1, 2, ... this many events."
+    )
     min_label_users: int = Field(
         1000, ge=1, description="auto picks temporal from this many users."
     )
