@@ -6,6 +6,11 @@ the time and on the device of their first label event; with last-event labels ea
 is one request, asked after the user's earlier label events (folded in as the API folds in
 posted events). Requests whose candidates contain no label item teach LambdaRank nothing and
 are dropped.
+
+Cold-like requests join them: a share of users is left out of that stage 1 and asked after each
+of their first few events, with the state the API makes for a user its build never saw
+(``hold_out_cold_users``, ``cold_like_requests``; issue 14). Without them the ranker had seen
+only users with long histories and fitted ALS vectors.
 """
 
 from collections.abc import Iterator
