@@ -184,15 +184,15 @@ class RankerConfig(_Section):
         0.1, gt=0.0, lt=1.0, description="Share of events after the cut."
     )
     cold_start_users: float = Field(
-        0.3,
+        0.1,
         ge=0.0,
         lt=1.0,
         description=(
             "Share of the label users left out of the stage 1 the ranker learns from and asked "
             "as users that build never saw, after each of their first cold_start_events "
             "events: cold-like requests, so that the ranker learns from the states the API "
-            "makes for new users (issue 14). 0: warm requests only. 0.3 over 0.1 and 0: "
-            "python -m eval.cold_start on ml-latest-small, draws 0-4 (docs/BENCHMARKS.md)."
+            "makes for new users (issue 14). 0: warm requests only. 0.3 helps cold users "
+            "more but turns warm answers towards popular items (docs/BENCHMARKS.md)."
         ),
     )
     cold_start_max_users: int = Field(
