@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast check contract format bench report loadtest chaos screenshots clean
+.PHONY: demo test test-fast check contract format bench bench-scale report loadtest chaos screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -15,15 +15,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The tests also start Ray nodes (the `scale` extra); `make demo` needs only the base install.
+SCALE_STAMP := $(VENV)/.scale-stamp
+$(SCALE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
+	@touch $(SCALE_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/recsys demo --out demo-output
 
 # Test files run in 2 processes (pytest-xdist): most tests wait on servers, not on the CPU,
 # and a file's module fixtures (a build) stay in one process.
-test: $(STAMP)
+test: $(SCALE_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-test-fast: $(STAMP)
+test-fast: $(SCALE_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m 'not slow'
 
 check: $(STAMP)
@@ -50,6 +56,20 @@ bench: $(STAMP)
 	$(BIN)/recsys data synth bench-output/data/synth-default
 	$(BIN)/python bench/ranking_cost.py bench-output/data/synth-default
 	$(BIN)/python bench/render.py
+
+# Beyond one machine (docs/SCALE.md): builds of 200k, 500k and 1M users with the per-user stage
+# in one process and on 1 and 2 Ray workers, ALS fit time and memory against events, what
+# sampling the ranker's training requests costs, and the load test on 2 API replicas over a
+# Redis Cluster; then the "Sharded build" section of docs/BENCHMARKS.md. About 3 hours here.
+# OMP_WAIT_POLICY=PASSIVE as the published figures were taken: the machine was shared.
+bench-scale: $(SCALE_STAMP)
+	for size in medium m500 large; do for w in 0 1 2; do OMP_WAIT_POLICY=PASSIVE \
+		$(BIN)/python bench/sharded_build.py --size $$size --workers $$w || exit 1; done; done
+	$(BIN)/python bench/als_scale.py --events 10e6,20e6,40e6,80e6,160e6
+	$(BIN)/python bench/ranker_sampling.py bench-output/data/synth-medium
+	$(BIN)/python bench/cluster_loadtest.py -- --users-rate 150 --duration 60s --repeat 3 --wait-idle
+	$(BIN)/python bench/render.py --only sharded
+	$(BIN)/python bench/scale_plan.py
 
 # Evaluation reports in docs/reports/: ml-latest-small (from ../shared/data, converted into a temp
 # dir) and the default synthetic log, leave-last-out and walk-forward; ~2 minutes.

@@ -16,13 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from api.deps import API_KEY_HEADER, require_api_key
 from api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
@@ -34,6 +31,7 @@ from api.ui.auth import UiAuth
 from api.ui.dashboard import Dashboard, NotFoundError, UnavailableError
 from api.ui.live import LiveTraffic
 from recsys.config import ServeConfig, Settings, get_settings
+from recsys.store.connect import AsyncStore, async_client_for
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -45,22 +43,10 @@ did not come from the ranker. See docs/API.md for the full contract.
 """
 
 
-def redis_client(url: str, cfg: ServeConfig, timeout_ms: float) -> aioredis.Redis:
-    """A Redis client with a bounded pool, one timeout for everything, and no retries.
-
-    A retry would spend the deadline on a Redis that just failed; the request falls back
-    instead and the next one reconnects, so the API recovers by itself when Redis returns.
-    """
-    timeout_s = timeout_ms / 1000
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=cfg.redis_pool_size,
-        timeout=timeout_s,  # waiting for a free connection counts against the same budget
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return aioredis.Redis.from_pool(pool)
+def redis_client(url: str, cfg: ServeConfig, timeout_ms: float) -> AsyncStore:
+    """A Redis (or Redis Cluster) client with bounded pools, one timeout for everything, and no
+    retries: ``recsys.store.connect.async_client_for`` says why."""
+    return async_client_for(url, timeout_s=timeout_ms / 1000, max_connections=cfg.redis_pool_size)
 
 
 def validation_error_response(exc: RequestValidationError) -> Response:

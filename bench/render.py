@@ -145,16 +145,133 @@ def ranking(results: Path) -> list[str]:
     return [*out, ""]
 
 
+SHARDED_SIZES = ("medium", "m500", "large", "xlarge")
+
+
+def sharded(results: Path) -> list[str]:
+    """The build with its per-user stage on 0 (one process), 1 and 2 Ray workers."""
+    runs = [
+        r
+        for size in SHARDED_SIZES
+        for w in (0, 1, 2)
+        if (r := load(results, f"sharded_{size}_w{w}_cluster.json"))
+    ]
+    if not runs:
+        return []
+    out = [
+        "## Sharded build",
+        "",
+        "`python bench/sharded_build.py --size medium|m500|large --workers 0|1|2`: the whole",
+        "`recsys build` on synthetic data (`recsys data synth`, seed 1, ~40 events per user) with",
+        "HNSW at every size, writing to a local Redis Cluster of 3 masters; `--workers 0` is the",
+        "single-process build, N > 0 runs the per-user stage (candidates, merge, encoding, Redis",
+        "writes) as Ray tasks on a local Ray cluster of N nodes of 1 CPU each (`--ray-address`).",
+        "Each run held the bench lock; other work on the machine is not under it, so each row",
+        "gives the 1-minute load average before it.",
+        "",
+        "| users x items | workers | whole build (s) | per-user stage (s) | stage users/s "
+        "| vs 1 process | users/s per worker (busy) | overhead (s) | worker peak RSS (MB) "
+        "| driver peak RSS (MB) | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = {r["size"]: r["per_user_stage"]["wall_s"] for r in runs if r["workers"] == 0}
+    for r in runs:
+        st = r["per_user_stage"]
+        ws = st["workers"]
+        per_worker = " / ".join(f"{w['users_per_busy_s']:,.0f}" for w in ws)
+        rss = max(w["peak_rss_mb"] for w in ws)
+        speed = base.get(r["size"], 0) / st["wall_s"] if st["wall_s"] else 0
+        out.append(
+            f"| {r['users']:,} x {r['items']:,} | {r['workers'] or '1 process'} "
+            f"| {r['build_s']:,.0f} | {st['wall_s']:,.1f} | {st['users_per_s']:,.0f} "
+            f"| {speed:.2f}x | {per_worker} | {st['overhead_s']:.1f} | {rss:,.0f} "
+            f"| {r['driver_process_peak_rss_mb']:,} | {r['load_average_before'][0]:.1f} |"
+        )
+    stages = list(runs[-1]["timings_s"])
+    out += [
+        "",
+        "Time (s) of every stage of the build, per run (the per-user stage is"
+        " `candidates -> redis`):",
+        "",
+        "| stage | " + " | ".join(f"{r['users'] // 1000}k, w{r['workers']}" for r in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for st in stages:
+        out.append(
+            f"| {st} | " + " | ".join(f"{r['timings_s'].get(st, 0):.1f}" for r in runs) + " |"
+        )
+    out += [
+        "",
+        "Inside the per-user stage, seconds of work summed over workers:",
+        "",
+        "| run | search | merge | encode | write to Redis |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        w = r["per_user_stage"]["work_s"]
+        out.append(
+            f"| {r['users'] // 1000}k, w{r['workers']} | {w['search']:.1f} | {w['merge']:.1f} "
+            f"| {w['encode']:.1f} | {w['write']:.1f} |"
+        )
+    out += [
+        "",
+        "Redis after the build (3 masters; used memory includes the keys' overhead, the value"
+        " alone is the encoded state):",
+        "",
+        "| run | value bytes/user | used bytes/user | per master: keys, used MB |",
+        "|---|---:|---:|---|",
+    ]
+    for r in runs:
+        nodes = "; ".join(f"{n['keys']:,}, {n['used_memory_mb']:,.0f}" for n in r["redis_nodes"])
+        out.append(
+            f"| {r['users'] // 1000}k, w{r['workers']} | {r['redis_value_bytes_per_user']:,.0f} "
+            f"| {r['redis_used_bytes_per_user']:,.0f} | {nodes} |"
+        )
+    return [*out, ""]
+
+
+def replace_section(doc: str, section: list[str], before: str) -> str:
+    """``doc`` with the section whose heading is ``section[0]`` replaced by ``section`` (up to
+    the next ``## `` heading), or inserted before the heading ``before`` if it is not there."""
+    lines = doc.split("\n")
+    heading = section[0]
+    if heading in lines:
+        start = lines.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+    else:
+        start = end = lines.index(before) if before in lines else len(lines)
+    return "\n".join(lines[:start] + section + lines[end:])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", type=Path, default=Path("bench-output"))
     p.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"))
     p.add_argument("--notes", type=Path, default=Path("bench/NOTES.md"))
     p.add_argument("--loadtest", type=Path, default=Path("bench/LOADTEST.md"))
+    p.add_argument(
+        "--only",
+        choices=("sharded",),
+        help="re-render this one section inside the existing document, keeping the others "
+        "(whose results may have been measured on another checkout)",
+    )
     args = p.parse_args()
+    if args.only == "sharded":
+        section = sharded(args.results)
+        if not section:
+            raise SystemExit(f"no sharded_*.json in {args.results}")
+        doc = args.out.read_text()
+        args.out.write_text(
+            replace_section(doc, section, "## HNSW vs exact top-500 (20,000 items)")
+        )
+        print(f"rewrote the sharded build section of {args.out}")
+        return
     machine = f"{platform.machine()} Linux, Python {platform.python_version()}"
     parts = [HEADER.format(machine=machine)]
-    parts += offline(args.results) + hnsw(args.results) + ranking(args.results)
+    parts += offline(args.results) + sharded(args.results) + hnsw(args.results)
+    parts += ranking(args.results)
     for fragment in (args.loadtest, args.notes):  # hand-written sections, measured elsewhere
         if fragment.exists():
             parts.append(fragment.read_text())

@@ -36,7 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="run the offline job")
     b.add_argument("data_dir", type=Path)
     b.add_argument("--artifacts", type=Path, required=True)
-    b.add_argument("--redis-url")
+    b.add_argument("--redis-url", help="redis://HOST:PORT, or redis+cluster://HOST:PORT (any node)")
+    b.add_argument(
+        "--ray-address",
+        help="auto or HOST:PORT: run the per-user stage as Ray tasks (pip install 'recsys[scale]')",
+    )
 
     g = sub.add_parser(
         "gc", help="remove what killed builds left, and builds no serving worker needs"
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides: dict[str, object] = {}
         if getattr(args, "redis_url", None):
             overrides["redis_url"] = args.redis_url
+        if getattr(args, "ray_address", None):
+            overrides["ray"] = {"address": args.ray_address}
         settings = Settings(**overrides)  # type: ignore[arg-type]
         if args.command in TOOL_KEY_PREFIXES:
             settings = _tool_settings(settings, args.redis_url, TOOL_KEY_PREFIXES[args.command])

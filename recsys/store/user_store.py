@@ -1,21 +1,33 @@
-"""Reading and writing per-user state in Redis.
+"""Reading and writing per-user state in Redis, one server or a Redis Cluster.
 
 Offline writes go through pipelines of ``batch_size`` SETs: pipelining is several times the
 throughput of one round trip per key (redis.io, "Redis pipelining", and redis-benchmark -P 16
-in the "Redis benchmark" page). Online reads fetch the user's build state and real-time
-events in one pipelined round trip.
+in the "Redis benchmark" page); on a cluster, redis-py's cluster pipeline splits each batch by
+node and sends every master its share before reading any reply. Online reads fetch the user's
+build state and real-time events in one pipelined round trip: both keys carry the user's hash
+tag (``recsys.store.keys``), so on a cluster that is one master too.
+
+The global keys (build pointer, registry, in-progress markers, serving records) keep their
+single-node names and are only ever touched by single-key commands, so they need no common
+slot, and a single-node deployment needs no migration.
 """
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
-import redis.asyncio as aioredis
+from redis.cluster import RedisCluster
 
 from recsys.errors import StoreError
+from recsys.store.connect import AsyncStore, SyncStore
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
 from recsys.versions import valid_versions
+
+# How long a build waits for replicas to hold what it wrote before it flips the pointer.
+REPLICATION_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,7 @@ def _events(raw: list[bytes]) -> list[WatchEvent]:
 class BuildWriter:
     """Writes one build's user states and publishes it (``recsys.gc`` removes old builds)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, build_version: str) -> None:
+    def __init__(self, client: SyncStore, keys: Keys, build_version: str) -> None:
         self.client = client
         self.keys = keys
         self.build_version = build_version
@@ -58,27 +70,42 @@ class BuildWriter:
             self._execute(pipe)
             yield pending
 
-    def _execute(self, pipe: "redis.client.Pipeline") -> None:
+    def _execute(self, pipe: Any) -> None:  # a Pipeline, or a cluster's ClusterPipeline
         try:
             pipe.execute()
         except redis.OutOfMemoryError as e:
             raise StoreError(full_message(self.client, self.build_version)) from e
 
+    def wait_replicated(self, timeout_s: float = REPLICATION_TIMEOUT_S) -> None:
+        """Return once every replica holds what was written so far; call before ``publish``.
+
+        Replication is asynchronous: a master that died right after the pointer flip would
+        otherwise be replaced by a replica without part of the build, and its users would get
+        cold-start answers from a published build."""
+        wait_replicated(self.client, timeout_s)
+
     def publish(self) -> None:
         """Mark this build ready, register it, and flip the current-build pointer to it, last,
         so a reader never sees a half-written build. Registered under Redis' clock (TIME), the
-        one clock every host that collects garbage compares with."""
+        one clock every host that collects garbage compares with. Returns once the replicas
+        hold the new pointer too."""
         now_s, now_us = self.client.time()
         self.client.set(self.keys.build_ready(self.build_version), b"1")
         self.client.zadd(self.keys.builds, {self.build_version: now_s + now_us / 1e6})
         self.client.set(self.keys.current, self.build_version)
+        wait_replicated(self.client, REPLICATION_TIMEOUT_S)
 
     def abort(self) -> None:
-        """Remove whatever this build wrote (a failed build leaves nothing behind)."""
-        delete_build(self.client, self.keys, self.build_version)
+        """Remove whatever this build wrote (a failed build leaves nothing behind).
+
+        Passes until one finds nothing: a write that was in flight when the first pass began
+        (a cancelled shard of a sharded build) is caught by the next."""
+        for _ in range(3):
+            if not delete_build(self.client, self.keys, self.build_version):
+                return
 
 
-def full_message(client: redis.Redis, build_version: str) -> str:
+def full_message(client: SyncStore, build_version: str) -> str:
     """Why a build could not be written into a full Redis, and what to change."""
     try:
         memory = client.info("memory")
@@ -94,7 +121,7 @@ def full_message(client: redis.Redis, build_version: str) -> str:
     )
 
 
-def delete_build(client: redis.Redis, keys: Keys, build_version: str) -> int:
+def delete_build(client: SyncStore, keys: Keys, build_version: str) -> int:
     """Delete every key of a build; returns how many. The ready key goes first, so a worker
     still serving the build fails /readyz from the start of the deletion."""
     client.delete(keys.build_ready(build_version))
@@ -103,9 +130,12 @@ def delete_build(client: redis.Redis, keys: Keys, build_version: str) -> int:
     return deleted
 
 
-def unlink_matching(client: redis.Redis, pattern: str, batch_size: int = 5000) -> int:
+def unlink_matching(client: SyncStore, pattern: str, batch_size: int = 5000) -> int:
     """Delete every key matching ``pattern`` with SCAN + UNLINK: non-blocking on the server,
-    unlike KEYS + DEL. Returns how many were deleted."""
+    unlike KEYS + DEL. Returns how many were deleted.
+
+    On a cluster, redis-py's ``scan_iter`` walks every master, and its ``unlink`` sends one
+    UNLINK per hash slot (a multi-key command may not cross slots), pipelined by node."""
     deleted = 0
     batch: list[str | bytes] = []
     for key in client.scan_iter(match=pattern, count=batch_size):
@@ -118,7 +148,7 @@ def unlink_matching(client: redis.Redis, pattern: str, batch_size: int = 5000) -
     return deleted
 
 
-def current_build(client: redis.Redis, keys: Keys) -> str | None:
+def current_build(client: SyncStore, keys: Keys) -> str | None:
     """The published build's version; None when there is none or the pointer holds anything
     but a build version (logged)."""
     raw = client.get(keys.current)
@@ -129,7 +159,7 @@ def current_build(client: redis.Redis, keys: Keys) -> str | None:
 
 
 def read_user(
-    client: redis.Redis, keys: Keys, build_version: str, user_id: str, n_events: int
+    client: SyncStore, keys: Keys, build_version: str, user_id: str, n_events: int
 ) -> UserRecord:
     pipe = client.pipeline(transaction=False)
     pipe.get(keys.user_state(build_version, user_id))
@@ -139,7 +169,7 @@ def read_user(
 
 
 def read_states(
-    client: redis.Redis, keys: Keys, build_version: str, user_ids: Sequence[str]
+    client: SyncStore, keys: Keys, build_version: str, user_ids: Sequence[str]
 ) -> list[bytes | None]:
     """The packed states of many users of one build, in one pipelined round trip (None: the
     build has no state for that user). For offline readers: evaluation, benchmarks."""
@@ -149,14 +179,14 @@ def read_states(
     return list(pipe.execute())
 
 
-async def current_build_async(client: aioredis.Redis, keys: Keys) -> str | None:
+async def current_build_async(client: AsyncStore, keys: Keys) -> str | None:
     """The pointer's raw text (checked by the caller, which reports a bad one once)."""
     raw = await client.get(keys.current)
     return _text(raw) if raw is not None else None
 
 
 async def read_user_async(
-    client: aioredis.Redis, keys: Keys, build_version: str, user_id: str, n_events: int
+    client: AsyncStore, keys: Keys, build_version: str, user_id: str, n_events: int
 ) -> UserRecord:
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(keys.user_state(build_version, user_id))
@@ -166,7 +196,7 @@ async def read_user_async(
 
 
 async def append_event_async(
-    client: aioredis.Redis, keys: Keys, user_id: str, event: WatchEvent, cap: int, ttl_s: int
+    client: AsyncStore, keys: Keys, user_id: str, event: WatchEvent, cap: int, ttl_s: int
 ) -> None:
     """Push, trim to ``cap``, and (re)start the list's TTL, in one transaction: a list lives
     ``ttl_s`` past its user's last event, and having a TTL makes it the only kind of key that
@@ -177,3 +207,56 @@ async def append_event_async(
         pipe.ltrim(key, 0, cap - 1)
         pipe.expire(key, ttl_s)
         await pipe.execute()
+
+
+@dataclass(frozen=True)
+class MasterStats:
+    """One master's share of the data (a single server is its own only master)."""
+
+    node: str
+    used_memory_bytes: int
+    keys: int
+
+
+def masters(client: SyncStore) -> list[tuple[str, SyncStore]]:
+    """(name, client of that node) for every master: the slot owners of a cluster, or the one
+    server."""
+    if isinstance(client, RedisCluster):
+        return [(n.name, n.redis_connection) for n in client.get_primaries()]
+    return [("single", client)]
+
+
+def master_stats(client: SyncStore) -> list[MasterStats]:
+    out = []
+    for name, node in masters(client):
+        memory = node.info("memory")
+        out.append(MasterStats(name, int(memory["used_memory"]), int(node.dbsize())))
+    return out
+
+
+def wait_replicated(client: SyncStore, timeout_s: float, poll_s: float = 0.05) -> None:
+    """Until each master's replicas have acknowledged its replication offset as of now.
+
+    Offsets instead of WAIT: WAIT counts only the writes of the connection it is sent on, and
+    a build writes through many connections (and, sharded, through many processes)."""
+    pending = []
+    for name, node in masters(client):
+        offset = int(node.info("replication").get("master_repl_offset", 0))
+        pending.append((name, node, offset))
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        behind = []
+        for name, node, offset in pending:
+            info = node.info("replication")
+            replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+            if any(int(r.get("offset", 0)) < offset for r in replicas):
+                behind.append((name, node, offset))
+        pending = behind
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(name for name, _, _ in pending)
+            raise StoreError(
+                f"replicas of {names} did not catch up within {timeout_s:g}s; not publishing"
+            )
+        time.sleep(poll_s)
