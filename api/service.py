@@ -170,10 +170,10 @@ class RecommendationService:
                 if ready_key is None:
                     await self.client.ping()
                     return None
-                async with self.client.pipeline(transaction=False) as pipe:
-                    pipe.ping()
-                    pipe.exists(ready_key)
-                    _, present = await pipe.execute()
+                # two round trips, not a pipeline: a cluster pipeline refuses PING (it has no
+                # key, so no slot)
+                await self.client.ping()
+                present = await self.client.exists(ready_key)
         except TimeoutError:
             return f"redis: no answer within {self.cfg.redis_timeout_ms:g} ms"
         except (RedisError, RedisClusterException, OSError) as e:

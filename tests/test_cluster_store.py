@@ -119,7 +119,7 @@ def test_the_async_client_reads_and_appends_on_the_cluster(
             for user in USER_IDS:
                 for item in range(5):
                     event = WatchEvent(item, TS + item, "tv")
-                    await append_event_async(client, keys, user, event, cap=3)
+                    await append_event_async(client, keys, user, event, cap=3, ttl_s=600)
                 record = await read_user_async(client, keys, "none", user, 10)
                 assert record.state is None
                 out.append([e.item_id for e in record.events])
@@ -127,8 +127,11 @@ def test_the_async_client_reads_and_appends_on_the_cluster(
         finally:
             await client.aclose()
 
-    # the transaction (LPUSH + LTRIM) keeps the newest 3, oldest first when read
+    # the transaction (LPUSH + LTRIM + EXPIRE) keeps the newest 3, oldest first when read
     assert asyncio.run(scenario()) == [[2, 3, 4]] * len(USER_IDS)
+    client = client_for(redis_cluster.url)
+    assert all(0 < client.ttl(keys.events(user)) <= 600 for user in USER_IDS)
+    client.close()
 
 
 def test_a_build_spreads_over_every_master_and_its_deletion_reaches_them_all(
@@ -150,12 +153,12 @@ def test_a_build_spreads_over_every_master_and_its_deletion_reaches_them_all(
     for node in cluster_client.get_primaries():
         errors = node.redis_connection.info("errorstats")
         assert not {k for k in errors if "MOVED" in k or "ASK" in k}, (node.name, errors)
-    assert sum(counts) == len(built.result.users)
+    assert sum(counts) == len(built.result.users) + 1  # and the build's ready key
     stats = master_stats(cluster_client)
     assert len(stats) == 3 and all(s.keys > 0 for s in stats)
     extra = built.rebuild()  # a second build that must survive the deletion
     deleted = delete_build(cluster_client, keys, built.version)
-    assert deleted == sum(counts)
+    assert deleted == sum(counts) - 1  # the ready key goes first, on its own
     assert per_master() == [0, 0, 0]
     assert cluster_client.get(keys.user_state(extra.version, built.known_users(1)[0]))
 
@@ -358,7 +361,7 @@ def test_cluster_and_ray_flags_fail_as_one_line(
     base = ["build", str(tmp_path), "--artifacts", str(tmp_path / "art")]
     closed = free_port()
     cases = [
-        (["--redis-url", f"redis+cluster://127.0.0.1:{closed}"], "cannot reach Redis"),
+        (["--redis-url", f"redis+cluster://127.0.0.1:{closed}"], "cannot reach the Redis Cluster"),
         (["--redis-url", "redis+cluster://127.0.0.1"], "names one node as HOST:PORT"),
         (["--ray-address", "nonsense"], "expected auto or HOST:PORT"),
         (["--ray-address", f"127.0.0.1:{closed}"], "cannot connect to the Ray cluster"),
