@@ -119,14 +119,16 @@ def main() -> None:
 
     m = build.manifest
     cand = m.candidates
+    assert cand.sharding is not None  # every build of this version records it
+    sharding = cand.sharding
     users = m.data.users
     stage_s = m.timings_s["candidates -> redis"]
-    busy = [w.busy_s for w in cand.workers]
-    cpu = sum(w.cpu_s for w in cand.workers)
+    busy = [w.busy_s for w in sharding.workers]
+    cpu = sum(w.cpu_s for w in sharding.workers)
     result: dict[str, Any] = {
         "size": args.size,
         "workers": args.workers,
-        "engine": cand.engine,
+        "engine": sharding.engine,
         "redis": args.redis,
         "users": users,
         "items": m.data.items,
@@ -141,14 +143,14 @@ def main() -> None:
         "per_user_stage": {
             "wall_s": stage_s,
             "users_per_s": round(users / stage_s, 1),
-            "shards": cand.shards,
-            "work_s": cand.stage_s,  # summed over workers
+            "shards": sharding.shards,
+            "work_s": sharding.stage_s,  # summed over workers
             "busy_s": round(sum(busy), 1),
             "cpu_s": round(cpu, 1),
             "cpu_us_per_user": round(cpu / users * 1e6, 1),
             # wall time not spent in a worker's shard: sharing inputs, start-up, stragglers
             "overhead_s": round(stage_s - max(busy), 1),
-            "workers": [w.to_json_dict() for w in cand.workers],
+            "workers": [w.to_json_dict() for w in sharding.workers],
         },
         "redis_nodes": [
             {

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.artifacts import CandidateSummary, WorkerSummary
+from recsys.artifacts import CandidateSummary, ShardingSummary, WorkerSummary
 from recsys.candidates.generate import SearchTimes
 from recsys.candidates.model import CandidateInputs
 from recsys.progress import peak_rss_mb, reset_peak_rss
 from recsys.store.codec import encode_user_state
 from recsys.store.user_store import BuildWriter
+
+WRITE_BATCH = 1000  # states per pipelined write
 
 
 @dataclass(frozen=True)
@@ -73,20 +75,23 @@ def write_shard(
     history_len = inputs.cfg.history_len
     for batch_users in batches:
         found = inputs.batch(batch_users, times)
-        t = time.perf_counter()
-        pairs = []
-        for j, u in enumerate(found.users):
-            state = inputs.history.state(int(u), *found.row(j), history_len)
-            blob = encode_user_state(state)
-            pairs.append((user_keys[n_users + j], blob))
-            n_bytes += len(blob)
-            n_cands += len(state.cand_item)
-        encode_s += time.perf_counter() - t
-        t = time.perf_counter()
-        for written in writer.write(pairs):
-            if on_written is not None:
-                on_written(written)
-        write_s += time.perf_counter() - t
+        # encoded and written a pipeline's worth at a time, as a single process always did:
+        # writes start early, and a batch's states are never all held encoded at once
+        for first in range(0, len(found.users), WRITE_BATCH):
+            t = time.perf_counter()
+            pairs = []
+            for j in range(first, min(first + WRITE_BATCH, len(found.users))):
+                state = inputs.history.state(int(found.users[j]), *found.row(j), history_len)
+                blob = encode_user_state(state)
+                pairs.append((user_keys[n_users + j], blob))
+                n_bytes += len(blob)
+                n_cands += len(state.cand_item)
+            encode_s += time.perf_counter() - t
+            t = time.perf_counter()
+            for written in writer.write(pairs, batch_size=WRITE_BATCH):
+                if on_written is not None:
+                    on_written(written)
+            write_s += time.perf_counter() - t
         n_users += len(found.users)
     if n_users != len(user_keys):
         raise ValueError(f"shard {shard}: {len(user_keys)} user keys for {n_users} users")
@@ -139,11 +144,13 @@ def summarise(
         candidates_per_user=round(sum(r.candidates for r in reports) / max(users, 1), 1),
         users_per_s=round(users / max(elapsed_s, 1e-9), 1),
         index=index,
-        engine=engine,
-        shards=len(reports),
-        stage_s={
-            name: round(sum(getattr(r, f"{name}_s") for r in reports), 3)
-            for name in ("search", "merge", "encode", "write")
-        },
-        workers=workers,
+        sharding=ShardingSummary(
+            engine=engine,
+            shards=len(reports),
+            stage_s={
+                name: round(sum(getattr(r, f"{name}_s") for r in reports), 3)
+                for name in ("search", "merge", "encode", "write")
+            },
+            workers=workers,
+        ),
     )
