@@ -120,16 +120,51 @@ def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
-def test_killing_a_master_mid_traffic_fails_over_without_a_5xx(
-    served: tuple[Built, str], redis_cluster: LocalRedisCluster
-) -> None:
-    built, base = served
-    users = built.known_users(300)
-    victim_port = redis_cluster.port_of_slot(key_slot(built.keys.events(users[0]).encode()))
+@dataclass(frozen=True)
+class Failover:
+    shots: list[Shot]
+    started_at: float  # when the traffic started
+    killed_at: float
+    promoted_at: float
+
+    @property
+    def gets(self) -> list[Shot]:
+        return [s for s in self.shots if s.route == "get"]
+
+    @property
+    def events(self) -> list[Shot]:
+        return [s for s in self.shots if s.route == "event"]
+
+    def control(self) -> list[Shot]:
+        """GETs outside the failover (past the first connections, before the kill or a second
+        after the promotion): how fast this machine answers when no master is down."""
+        return [
+            s
+            for s in self.gets
+            if self.started_at + 0.3 <= s.at < self.killed_at or s.at >= self.promoted_at + 1.0
+        ]
+
+    def summary(self) -> str:
+        gets, events = self.gets, self.events
+        during = [s for s in gets if self.killed_at <= s.at < self.promoted_at]
+        control = self.control()
+        return (
+            f"failover: {len(gets)} GETs, {len(events)} events; promoted "
+            f"{self.promoted_at - self.killed_at:.2f}s after the kill; fallbacks during failover: "
+            f"{sum(s.fallback is not None for s in during)} of {len(during)}; "
+            f"client max {max(s.client_ms for s in gets):.0f} ms, server max "
+            f"{max(s.server_ms or 0.0 for s in gets):.1f} ms (without a failover: "
+            f"{max((s.server_ms or 0.0 for s in control), default=0.0):.1f} ms); "
+            f"events refused (503): {sum(s.status == 503 for s in events)}"
+        )
+
+
+def _fail_over(base: str, built: Built, users: list[str], cluster: LocalRedisCluster) -> Failover:
+    """Requests without pause; SIGKILL the master of users[0]'s slot; wait for its replica's
+    promotion; 3 s more of traffic. The killed node is restarted (it rejoins as a replica)."""
+    victim_port = cluster.port_of_slot(key_slot(built.keys.events(users[0]).encode()))
     [(victim_slots, (_, [replica_port]))] = [
-        (span, owners)
-        for span, owners in redis_cluster.slot_owners().items()
-        if owners[0] == victim_port
+        (span, owners) for span, owners in cluster.slot_owners().items() if owners[0] == victim_port
     ]
 
     def on_victim(user: str) -> bool:
@@ -143,13 +178,14 @@ def test_killing_a_master_mid_traffic_fails_over_without_a_5xx(
     stop = threading.Event()
     result: list[list[Shot]] = []
     traffic = threading.Thread(target=lambda: result.append(_fire(base, victims, others, stop)))
+    started_at = time.monotonic()
     traffic.start()
     try:
         time.sleep(1.5)
         killed_at = time.monotonic()
-        redis_cluster.kill_node(victim_port)
+        cluster.kill_node(victim_port)
         deadline = killed_at + 30
-        while redis_cluster.port_of_slot(victim_slots[0]) != replica_port:
+        while cluster.port_of_slot(victim_slots[0]) != replica_port:
             assert time.monotonic() < deadline, "the replica was not promoted"
             time.sleep(0.05)
         promoted_at = time.monotonic()
@@ -157,41 +193,57 @@ def test_killing_a_master_mid_traffic_fails_over_without_a_5xx(
     finally:
         stop.set()
         traffic.join()
+        cluster.restart_node(victim_port)
     [shots] = result
-    try:
-        gets = [s for s in shots if s.route == "get"]
-        events = [s for s in shots if s.route == "event"]
-        # the first requests open connections to every master: judge the last half second
-        before = [s for s in gets if killed_at - 0.5 <= s.at < killed_at]
-        during = [s for s in gets if killed_at <= s.at < promoted_at]
-        settled = [s for s in gets if s.at >= promoted_at + 1.0]
-        print(
-            f"failover: {len(gets)} GETs, {len(events)} events; promoted "
-            f"{promoted_at - killed_at:.2f}s after the kill; fallbacks during failover: "
-            f"{sum(s.fallback is not None for s in during)} of {len(during)}; "
-            f"client max {max(s.client_ms for s in gets):.0f} ms, server max "
-            f"{max(s.server_ms or 0.0 for s in gets):.1f} ms"
-        )
-        slow = [s for s in gets if (s.server_ms or 0) > 50]
-        print(
-            "slow", [(round(s.at - killed_at, 3), s.victim, s.server_ms, s.fallback) for s in slow]
-        )
-        # never a 5xx, always inside the deadline as the server measured it
-        assert {s.status for s in gets} == {200}
-        assert max(s.server_ms or 0.0 for s in gets) <= DEADLINE_MS
-        assert max(s.client_ms for s in gets) < 2000, "a request hung"
-        # the test did hit the failover: users of the dead master got a fallback meanwhile
-        # (a ranker-timeout is the CPU's doing, not Redis': this machine runs other tests too)
-        assert before and [s for s in before if s.fallback == UNAVAILABLE] == []
-        assert any(s.victim and s.fallback == UNAVAILABLE for s in during)
-        # and it healed by itself: every answer normal again once the replica took over
-        assert len(settled) > 20
-        assert [s for s in settled if s.fallback == UNAVAILABLE] == []
-        assert sum(s.fallback is None for s in settled) >= 0.9 * len(settled)
-        # an event is stored, or refused with a retryable 503 while its master is gone
-        assert {s.status for s in events} <= {202, 503}
-        assert all(s.status == 202 for s in events if s.at >= promoted_at + 1.0)
-        assert all(s.status == 202 for s in events if not s.victim)
-    finally:
-        redis_cluster.restart_node(victim_port)
+    return Failover(shots, started_at, killed_at, promoted_at)
+
+
+# Runs of the scenario before the test gives up on a machine too busy to judge the deadline.
+ATTEMPTS = 3
+
+
+def test_killing_a_master_mid_traffic_fails_over_without_a_5xx(
+    served: tuple[Built, str], redis_cluster: LocalRedisCluster
+) -> None:
+    built, base = served
+    users = built.known_users(300)
+    # The deadline is judged on runs where the machine itself kept it: when an answer outside
+    # the failover was already late (other processes held both cores), the run proves nothing
+    # about the failover and is done again, after the cluster has healed.
+    runs: list[Failover] = []
+    for _ in range(ATTEMPTS):
         redis_cluster.wait_healthy()
+        run = _fail_over(base, built, users, redis_cluster)
+        runs.append(run)
+        print(run.summary())
+        if all((s.server_ms or 0.0) <= DEADLINE_MS for s in run.control()):
+            break
+    else:
+        raise AssertionError(
+            f"in {ATTEMPTS} runs, answers were late even without a failover (CPU starved):\n"
+            + "\n".join(r.summary() for r in runs)
+        )
+    gets, events = run.gets, run.events
+    killed_at, promoted_at = run.killed_at, run.promoted_at
+    # the first requests open connections to every master: judge the last half second
+    before = [s for s in gets if killed_at - 0.5 <= s.at < killed_at]
+    during = [s for s in gets if killed_at <= s.at < promoted_at]
+    settled = [s for s in gets if s.at >= promoted_at + 1.0]
+    slow = [s for s in gets if (s.server_ms or 0) > 50]
+    print("slow", [(round(s.at - killed_at, 3), s.victim, s.server_ms, s.fallback) for s in slow])
+    # never a 5xx, ever; always inside the deadline as the server measured it
+    assert all({s.status for s in r.gets} == {200} for r in runs)
+    assert max(s.server_ms or 0.0 for s in gets) <= DEADLINE_MS
+    assert max(s.client_ms for r in runs for s in r.gets) < 2000, "a request hung"
+    # the test did hit the failover: users of the dead master got a fallback meanwhile
+    # (a ranker-timeout is the CPU's doing, not Redis': this machine runs other tests too)
+    assert before and [s for s in before if s.fallback == UNAVAILABLE] == []
+    assert any(s.victim and s.fallback == UNAVAILABLE for s in during)
+    # and it healed by itself: every answer normal again once the replica took over
+    assert len(settled) > 20
+    assert [s for s in settled if s.fallback == UNAVAILABLE] == []
+    assert sum(s.fallback is None for s in settled) >= 0.9 * len(settled)
+    # an event is stored, or refused with a retryable 503 while its master is gone
+    assert {s.status for s in events} <= {202, 503}
+    assert all(s.status == 202 for s in events if s.at >= promoted_at + 1.0)
+    assert all(s.status == 202 for s in events if not s.victim)
