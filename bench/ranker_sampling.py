@@ -2,7 +2,7 @@
 against the number of training requests (``ranker.max_train_groups``, 20,000 by default).
 
     python bench/ranker_sampling.py bench-output/data/synth-medium \\
-        [--groups 1250,2500,5000,10000,20000,40000] [--test 10000] [--out FILE]
+        [--groups 1250,2500,5000,10000,20000,40000] [--test 10000] [--pool N] [--out FILE]
 
 One build's worth of work, done once: the label split, stage 1 on the history, and every
 labelled request (no sampling). A fixed random ``--test`` of those requests is held out and
@@ -105,6 +105,12 @@ def main() -> None:
     p.add_argument("data", type=Path)
     p.add_argument("--groups", default="1250,2500,5000,10000,20000,40000")
     p.add_argument("--test", type=int, default=10_000)
+    p.add_argument(
+        "--pool",
+        type=int,
+        help="training pool: this many of the other requests (default: all of them); the "
+        "training set of every request is most of the run's time at 200k users",
+    )
     p.add_argument("--out", type=Path, default=Path("bench-output/ranker_sampling.json"))
     args = p.parse_args()
     settings = Settings()
@@ -120,7 +126,8 @@ def main() -> None:
     n = len(every.users)
     order = np.random.default_rng(7).permutation(n)
     test = subset(every, np.sort(order[: args.test]))
-    pool = subset(every, np.sort(order[args.test :]))
+    end = args.test + args.pool if args.pool else n
+    pool = subset(every, np.sort(order[args.test : end]))
     scored = held_out(test, model, settings)
     training = shuffled(build_training_set(pool, model, settings), seed=11)
     prep_s = time.perf_counter() - t
@@ -156,6 +163,7 @@ def main() -> None:
         "users": len(users),
         "label_split": split.mode,
         "labelled_requests": n,
+        "pool_requests": end - args.test,
         "trainable_requests": len(training.group_sizes),
         "test_requests": len(scored),
         "test_with_label_in_candidates": int(sum(r.any() for _, _, r in scored)),

@@ -145,7 +145,7 @@ def ranking(results: Path) -> list[str]:
     return [*out, ""]
 
 
-SHARDED_SIZES = ("medium", "m500", "large", "xlarge")
+SHARDED_SIZES = ("small", "medium", "m500", "large", "xlarge")
 
 
 def sharded(results: Path) -> list[str]:
@@ -161,7 +161,7 @@ def sharded(results: Path) -> list[str]:
     out = [
         "## Sharded build",
         "",
-        "`python bench/sharded_build.py --size medium|m500|large --workers 0|1|2`: the whole",
+        "`python bench/sharded_build.py --size small|medium|large --workers 0|2`: the whole",
         "`recsys build` on synthetic data (`recsys data synth`, seed 1, ~40 events per user) with",
         "HNSW at every size, writing to a local Redis Cluster of 3 masters; `--workers 0` is the",
         "single-process build, N > 0 runs the per-user stage (candidates, merge, encoding, Redis",
