@@ -57,7 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ranking_cost.py bench-output/data/synth-default
 	$(BIN)/python bench/render.py
 
-# Beyond one machine (docs/SCALE.md): builds of 20k, 200k and 1M users with the per-user stage
+# Beyond one machine (docs/SCALE.md): builds of 20k, 50k and 1M users with the per-user stage
 # in one process, and of 1M users on 2 Ray workers; ALS fit time and memory against events; what
 # sampling the ranker's training requests costs; the load test on 2 API replicas over a Redis
 # Cluster; then the "Sharded build" section of docs/BENCHMARKS.md and the plan's tables. About
@@ -69,7 +69,7 @@ bench-scale: $(SCALE_STAMP)
 		$(BIN)/python bench/sharded_build.py --size large --workers $$w || exit 1; done
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/cluster_loadtest.py -- --users-rate 150 \
 		--duration 30s --repeat 3 --max-p99-ms 30
-	for size in small medium; do OMP_WAIT_POLICY=PASSIVE \
+	for size in small m50; do OMP_WAIT_POLICY=PASSIVE \
 		$(BIN)/python bench/sharded_build.py --size $$size --workers 0 || exit 1; done
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/als_scale.py --events 5e6,10e6,20e6
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/ranker_sampling.py bench-output/data/synth-medium \

@@ -145,7 +145,7 @@ def ranking(results: Path) -> list[str]:
     return [*out, ""]
 
 
-SHARDED_SIZES = ("small", "medium", "m500", "large", "xlarge")
+SHARDED_SIZES = ("small", "m50", "medium", "m500", "large", "xlarge")
 
 
 def sharded(results: Path) -> list[str]:
@@ -161,18 +161,19 @@ def sharded(results: Path) -> list[str]:
     out = [
         "## Sharded build",
         "",
-        "`python bench/sharded_build.py --size small|medium|large --workers 0|2`: the whole",
+        "`python bench/sharded_build.py --size small|m50|large --workers 0|2`: the whole",
         "`recsys build` on synthetic data (`recsys data synth`, seed 1, ~40 events per user) with",
         "HNSW at every size, writing to a local Redis Cluster of 3 masters; `--workers 0` is the",
         "single-process build, N > 0 runs the per-user stage (candidates, merge, encoding, Redis",
         "writes) as Ray tasks on a local Ray cluster of N nodes of 1 CPU each (`--ray-address`).",
         "Each run held the bench lock; other work on the machine is not under it, so each row",
-        "gives the 1-minute load average before it.",
+        "gives the 1-minute load average before and after it (2 cores), and the workers' CPU",
+        "seconds per user, which waiting for a core does not inflate.",
         "",
         "| users x items | workers | whole build (s) | per-user stage (s) | stage users/s "
-        "| vs 1 process | users/s per worker (busy) | overhead (s) | worker peak RSS (MB) "
-        "| driver peak RSS (MB) | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| vs 1 process | users/s per worker (busy) | worker CPU us/user | overhead (s) "
+        "| worker peak RSS (MB) | driver peak RSS (MB) | load avg before, after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = {r["size"]: r["per_user_stage"]["wall_s"] for r in runs if r["workers"] == 0}
     for r in runs:
@@ -181,11 +182,13 @@ def sharded(results: Path) -> list[str]:
         per_worker = " / ".join(f"{w['users_per_busy_s']:,.0f}" for w in ws)
         rss = max(w["peak_rss_mb"] for w in ws)
         speed = base.get(r["size"], 0) / st["wall_s"] if st["wall_s"] else 0
+        vs = f"{speed:.2f}x" if r["size"] in base else "-"
         out.append(
             f"| {r['users']:,} x {r['items']:,} | {r['workers'] or '1 process'} "
             f"| {r['build_s']:,.0f} | {st['wall_s']:,.1f} | {st['users_per_s']:,.0f} "
-            f"| {speed:.2f}x | {per_worker} | {st['overhead_s']:.1f} | {rss:,.0f} "
-            f"| {r['driver_process_peak_rss_mb']:,} | {r['load_average_before'][0]:.1f} |"
+            f"| {vs} | {per_worker} | {st['cpu_us_per_user']:,.0f} "
+            f"| {st['overhead_s']:.1f} | {rss:,.0f} | {r['driver_process_peak_rss_mb']:,} "
+            f"| {r['load_average_before'][0]:.1f}, {r['load_average_after'][0]:.1f} |"
         )
     stages = list(runs[-1]["timings_s"])
     out += [

@@ -2,10 +2,10 @@
 
     python bench/scale_plan.py [--results bench-output] [--out bench-output/scale_plan.json]
 
-Reads ``sharded_{small,medium,large}_w0_cluster.json`` and ``sharded_large_w2_cluster.json``
+Reads ``sharded_{small,m50,large}_w0_cluster.json`` and ``sharded_large_w2_cluster.json``
 (bench/sharded_build.py), ``als_scale.json`` (bench/als_scale.py) and ``ranker_sampling.json``
 (bench/ranker_sampling.py). Prints markdown: each model, fitted on the two smaller builds
-(20k and 200k users) and checked on the 1M-user build it was not fitted on, then the plan. Every
+(20k and 50k users) and checked on the 1M-user build it was not fitted on, then the plan. Every
 number is either read from a result file (measured) or computed by one of these models
 (extrapolated), and the tables say which.
 
@@ -31,7 +31,7 @@ TARGET_USERS = 50_000_000
 TARGET_ITEMS = 1_000_000
 EVENTS_PER_USER = 40  # the synthetic logs' density, and the plan's assumption
 TARGET_EVENTS = TARGET_USERS * EVENTS_PER_USER
-FIT, CHECK = ("small", "medium"), "large"
+FIT, CHECK = ("small", "m50"), "large"
 PER_USER = "candidates -> redis"
 WINDOW_H = 4.0  # the nightly window the plan must fit
 REDIS_NODE_GB = 24.0  # a master's memory, like this machine
@@ -87,7 +87,7 @@ def main() -> None:
     per_user_1m = a + b * math.log(TARGET_ITEMS)
     out["per_user"] = {"a": a, "b": b, "check": [pred, meas], "at_target_items": per_user_1m}
     md += [
-        "| model (fitted on 20k and 200k users) | 1M users: predicted (x) | measured (m) | error |",
+        "| model (fitted on 20k and 50k users) | 1M users: predicted (x) | measured (m) | error |",
         "|---|---:|---:|---:|",
         f"| per-user stage, worker CPU-ms per user = {a * 1e3:.3f} + {b * 1e3:.3f} ln(items) "
         f"| {pred * 1e3:.3f} | {meas * 1e3:.3f} | {err(pred, meas)} |",

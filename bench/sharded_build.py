@@ -1,7 +1,8 @@
 """The offline job with its per-user stage sharded on Ray: time per stage, users/s and peak RSS
 per worker, Redis bytes per user and per node.
 
-    python bench/sharded_build.py --size medium|m500|large [--workers 0|1|2] [--redis cluster|local]
+    python bench/sharded_build.py --size small|m50|medium|m500|large [--workers 0|1|2] \\
+        [--redis cluster|local]
 
 Data: ``recsys data synth`` (seed 1, ~40 events per user) in ``bench-output/data/synth-SIZE``,
 made once. Redis: a local Redis Cluster of 3 masters without replicas (``cluster``: replicas
@@ -41,6 +42,7 @@ from recsys.store.user_store import master_stats
 
 SIZES = {
     "small": (20_000, 2_000),
+    "m50": (50_000, 5_000),
     "medium": (200_000, 20_000),
     "m500": (500_000, 50_000),
     "large": (1_000_000, 100_000),
