@@ -319,7 +319,7 @@ def _step(opts: LoadtestOptions, target: Target, rate: float, run: int) -> RunSu
     dashboard = None
     if opts.dashboard:
         plan = TrafficPlan.load(target.plan_path)
-        with DashboardSession(target.base_url, plan, seed=opts.seed) as session:
+        with DashboardSession(target.base_urls[0], plan, seed=opts.seed) as session:
             _run_locust(opts, target, users, step_dir)
         dashboard = session.stats
     else:
