@@ -1,8 +1,10 @@
 """The app factory: tests and ``recsys serve`` each build their own app from a ``Settings``.
 
-``create_app`` is the whole composition: two Redis clients per process (reads, and event
-writes with a longer timeout), the build holder and its watcher, the recommendation service,
-the routes, and the edge middleware (metrics, body size limit, optional CORS).
+``create_app`` is the whole composition: three Redis clients per process (reads, event writes
+with a longer timeout, and the impression log's batches), the build lines (one holder and
+watcher each: the champion, and the A/B arms of ``serve.ab``), the impression log's writer, the
+recommendation service, the routes, and the edge middleware (metrics, body size limit, optional
+CORS).
 ``app_from_env`` is the factory uvicorn calls in each worker process when ``recsys serve``
 runs several.
 """
@@ -21,9 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api.arms import Arms
 from api.deps import API_KEY_HEADER, require_api_key
+from api.impression_log import ImpressionLog
 from api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from api.model_holder import ModelHolder, report_interval_s, serving_ttl_s
+from api.model_holder import report_interval_s, serving_ttl_s
 from api.prometheus import PrometheusMetrics
 from api.routes import events, health, recommendations, ui, ui_data
 from api.service import REDIS_ERRORS, RecommendationService
@@ -31,6 +35,7 @@ from api.ui.auth import UiAuth
 from api.ui.dashboard import Dashboard, NotFoundError, UnavailableError
 from api.ui.live import LiveTraffic
 from recsys.config import ServeConfig, Settings, get_settings
+from recsys.experiment import TrafficSplit
 from recsys.store.connect import AsyncStore, async_client_for
 from recsys.store.keys import Keys
 
@@ -43,10 +48,18 @@ did not come from the ranker. See docs/API.md for the full contract.
 """
 
 
-def redis_client(url: str, cfg: ServeConfig, timeout_ms: float) -> AsyncStore:
+# The impression log writes one batch at a time: one connection, and one spare for reconnecting.
+LOG_POOL_SIZE = 2
+
+
+def redis_client(
+    url: str, cfg: ServeConfig, timeout_ms: float, pool_size: int | None = None
+) -> AsyncStore:
     """A Redis (or Redis Cluster) client with bounded pools, one timeout for everything, and no
     retries: ``recsys.store.connect.async_client_for`` says why."""
-    return async_client_for(url, timeout_s=timeout_ms / 1000, max_connections=cfg.redis_pool_size)
+    return async_client_for(
+        url, timeout_s=timeout_ms / 1000, max_connections=pool_size or cfg.redis_pool_size
+    )
 
 
 def validation_error_response(exc: RequestValidationError) -> Response:
@@ -86,24 +99,26 @@ def create_app(settings: Settings, artifacts: Path) -> FastAPI:
 def _lifespan(
     settings: Settings, redis_url: str, artifacts: Path, metrics: PrometheusMetrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Per process: the Redis client, the first build, the watcher that swaps newer ones in."""
+    """Per process: the Redis clients, the first builds, the watcher that swaps newer ones in,
+    the impression log's writer."""
     cfg = settings.serve
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Two pools because redis-py sets timeouts per connection: reads get a short one (they
-        # have fallbacks), event writes a longer one (a timed-out write is a lost event).
+        # Separate pools because redis-py sets timeouts per connection: reads get a short one
+        # (they have fallbacks), event writes a longer one (a timed-out write is a lost event),
+        # and the log's batches never take a connection a read is waiting for.
         client = redis_client(redis_url, cfg, cfg.redis_timeout_ms)
         event_client = redis_client(redis_url, cfg, cfg.event_timeout_ms)
+        log_client = redis_client(redis_url, cfg, settings.log.write_timeout_ms, LOG_POOL_SIZE)
         keys = Keys(settings.key_prefix)
-        holder = ModelHolder(
-            artifacts, on_swap=metrics.model_swapped, serving_ttl_s=serving_ttl_s(cfg.build_poll_s)
-        )
+        split = TrafficSplit.of(cfg.ab, cfg.ab_salt)
+        arms = Arms(artifacts, split, metrics, serving_ttl_s(cfg.build_poll_s))
         try:
-            await holder.refresh(event_client, keys)
+            await arms.refresh(event_client, keys)
         except REDIS_ERRORS as e:  # start anyway: /readyz reports it and the watcher retries
-            holder.last_error = f"cannot read the current build from redis: {e}"
-            log.warning("startup: %s", holder.last_error)
+            arms.champion.problem(f"cannot read the current build from redis: {e}")
+            log.warning("startup: %s", arms.champion.last_error)
         service = RecommendationService(
             client,
             event_client,
@@ -113,36 +128,51 @@ def _lifespan(
             drift_sample_interval_s=settings.ui.drift_sample_interval_ms / 1000
             if settings.ui.enabled
             else 0.0,
+            log_cfg=settings.log,
         )
-        app.state.holder = holder
+        impressions = ImpressionLog(log_client, keys, settings.log, metrics)
+        app.state.arms = arms
+        app.state.holder = arms.champion
         app.state.service = service
-        app.state.dashboard = Dashboard(settings, artifacts, holder, service, LiveTraffic(metrics))
-        stop_watching = asyncio.Event()
+        app.state.impressions = impressions
+        app.state.dashboard = Dashboard(
+            settings, artifacts, arms.champion, service, LiveTraffic(metrics)
+        )
+        stop = asyncio.Event()
         # the background tasks use the event pool: its timeout is the longer one
+        every_s = report_interval_s(cfg.build_poll_s)
         tasks = [
-            asyncio.create_task(holder.watch(event_client, keys, cfg.build_poll_s, stop_watching)),
-            asyncio.create_task(
-                holder.keep_reporting(
-                    event_client,
-                    keys,
-                    report_interval_s(cfg.build_poll_s),
-                    stop_watching,
-                    also=service.report,
+            asyncio.create_task(arms.watch(event_client, keys, cfg.build_poll_s, stop)),
+            *(
+                asyncio.create_task(
+                    holder.keep_reporting(
+                        event_client,
+                        keys,
+                        every_s,
+                        stop,
+                        also=service.report if holder is arms.champion else None,
+                    )
                 )
+                for holder in arms.holders.values()
             ),
         ]
+        writer = asyncio.create_task(impressions.run(stop))
         try:
             yield
         finally:
-            stop_watching.set()
+            stop.set()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await holder.forget_serving(event_client, keys)
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer  # writes what is left, bounded by the log's write timeout
+            for holder in arms.holders.values():
+                await holder.forget_serving(event_client, keys)
             service.close()
             await client.aclose()
             await event_client.aclose()
+            await log_client.aclose()
             metrics.process_exited(os.getpid())
 
     return lifespan

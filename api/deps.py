@@ -12,6 +12,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from api.arms import Arms
+from api.impression_log import ImpressionLog
 from api.middleware import STARTED_KEY
 from api.model_holder import ModelHolder
 from api.prometheus import PrometheusMetrics
@@ -35,6 +37,16 @@ async def get_service(request: Request) -> RecommendationService:
 async def get_holder(request: Request) -> ModelHolder:
     holder: ModelHolder = request.app.state.holder
     return holder
+
+
+async def get_arms(request: Request) -> Arms:
+    arms: Arms = request.app.state.arms
+    return arms
+
+
+async def get_impressions(request: Request) -> ImpressionLog:
+    impressions: ImpressionLog = request.app.state.impressions
+    return impressions
 
 
 async def get_metrics(request: Request) -> PrometheusMetrics:
@@ -81,6 +93,8 @@ async def caller_is_trusted(request: Request) -> bool:
 
 
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
+ArmsDep = Annotated[Arms, Depends(get_arms)]
+ImpressionsDep = Annotated[ImpressionLog, Depends(get_impressions)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[PrometheusMetrics, Depends(get_metrics)]
 ModelDep = Annotated[ServingModel, Depends(get_model)]

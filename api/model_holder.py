@@ -26,6 +26,7 @@ from lightgbm.basic import LightGBMError
 
 from api.service import REDIS_ERRORS
 from recsys.errors import RecsysError
+from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.features import FEATURE_NAMES
 from recsys.serving import ServingModel
 from recsys.store.builds import HOST, forget_serving, record_serving
@@ -60,6 +61,7 @@ def load_warm(artifacts: Path, version: str) -> ServingModel:
     model = ServingModel.load(artifacts, version)
     model.items.index_of("")
     _ = model.items.ids_list
+    _ = model.items.pop_percentile
     model.ranker.score(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32))
     return model
 
@@ -74,10 +76,18 @@ def freeze_long_lived() -> None:
 
 
 class ModelHolder:
+    """The build one build line (``name``, the champion by default) is answering with."""
+
     def __init__(
-        self, artifacts: Path, on_swap: SwapListener | None = None, serving_ttl_s: float = 15.0
+        self,
+        artifacts: Path,
+        on_swap: SwapListener | None = None,
+        serving_ttl_s: float = 15.0,
+        name: str = DEFAULT_BUILD_NAME,
+        loaded: Callable[[str], ServingModel | None] | None = None,
     ) -> None:
         self.artifacts = artifacts
+        self.name = name
         self.model: ServingModel | None = None
         self.last_error: str | None = None
         # the served build's ready key, checked by /readyz; None for a build published before
@@ -88,6 +98,7 @@ class ModelHolder:
         self._loading: str | None = None
         self._reported: set[str] = set()
         self._on_swap = on_swap
+        self._loaded = loaded  # a build another holder already has in memory, if any
 
     @property
     def held_versions(self) -> set[str]:
@@ -107,30 +118,35 @@ class ModelHolder:
                 await forget_serving(client, keys, self.worker, self._reported)
 
     async def refresh(self, client: AsyncStore, keys: Keys) -> None:
-        """Load the build the Redis pointer names, if it is not the one we hold.
+        """Load the build the line's Redis pointer names, if it is not the one we hold.
 
         Redis errors propagate (the caller decides how to report them); a build that cannot be
         loaded is recorded in ``last_error`` and the current one keeps serving.
         """
-        version = await current_build_async(client, keys)
+        version = await current_build_async(client, keys, self.name)
         if version is None:
-            self._problem("no build has been published to Redis yet")
+            self.problem(
+                "no build has been published to Redis yet"
+                if self.name == DEFAULT_BUILD_NAME
+                else f"no build named {self.name} has been published to Redis yet"
+            )
             return
         if not is_build_version(version):
-            self._problem(f"ignoring {keys.current} = {version!r}: not a build version")
+            self.problem(f"ignoring {keys.pointer(self.name)} = {version!r}: not a build version")
             return
         if self.model is not None and self.model.version == version:
             self.last_error = None
             return
         self._loading = version
+        shared = self._loaded(version) if self._loaded is not None else None
         try:
             # before the load: a build being loaded is held too
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.report_serving(client, keys)
-            model = await asyncio.to_thread(load_warm, self.artifacts, version)
+            model = shared or await asyncio.to_thread(load_warm, self.artifacts, version)
             has_ready_key = bool(await client.exists(keys.build_ready(version)))
         except (RecsysError, LightGBMError, OSError, ValueError, KeyError) as e:
-            self._problem(f"cannot load build {version} from {self.artifacts}: {e}")
+            self.problem(f"cannot load build {version} from {self.artifacts}: {e}")
             return
         finally:
             self._loading = None
@@ -147,7 +163,7 @@ class ModelHolder:
         freeze_long_lived()
         if self._on_swap is not None:
             self._on_swap(old, version)
-        log.info("serving build %s (was %s)", version, old)
+        log.info("%s: serving build %s (was %s)", self.name, version, old)
 
     async def watch(
         self, client: AsyncStore, keys: Keys, every_s: float, stop: asyncio.Event
@@ -165,7 +181,7 @@ class ModelHolder:
             try:
                 await self.refresh(client, keys)
             except REDIS_ERRORS as e:
-                self._problem(f"cannot read the current build from redis: {e}")
+                self.problem(f"cannot read the current build from redis: {e}")
 
     async def keep_reporting(
         self,
@@ -187,7 +203,7 @@ class ModelHolder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every_s)
 
-    def _problem(self, message: str) -> None:
+    def problem(self, message: str) -> None:
         if message != self.last_error:  # log changes, not every poll
             log.warning("%s", message)
         self.last_error = message

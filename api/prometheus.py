@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, get_args
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -45,9 +46,13 @@ LATENCY_BUCKETS_S = (
     2.5,
 )
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
-STAGES = ("redis", "rank", "features", "model", "serialise")
+STAGES = ("redis", "rank", "features", "model", "explain", "serialise")
 FallbackReason = Literal["cold-start", "redis-unavailable", "ranker-timeout"]
 FALLBACK_REASONS: tuple[FallbackReason, ...] = get_args(FallbackReason)
+NO_FALLBACK = "none"  # the fallback label of an answer the ranker gave
+ImpressionOutcome = Literal["logged", "dropped", "failed"]
+IMPRESSION_OUTCOMES: tuple[ImpressionOutcome, ...] = get_args(ImpressionOutcome)
+COMPLETION_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)
 UNMATCHED_ROUTE = "unmatched"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -102,6 +107,21 @@ class RedisStats:
 def multiprocess_dir() -> str | None:
     """The shared metrics directory of a multi-worker server, if one is configured."""
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+class _Shown:
+    """Which items of one build a worker has shown for one arm (the live coverage)."""
+
+    def __init__(self, build: str, bitmap: np.ndarray) -> None:
+        self.build = build
+        self.bitmap = bitmap
+        self.count = 0
+
+    def add(self, item_idx: np.ndarray) -> float:
+        """Mark ``item_idx`` (distinct, as answers are) shown; the share of items shown."""
+        self.count += int(len(item_idx) - np.count_nonzero(self.bitmap[item_idx]))
+        self.bitmap[item_idx] = True
+        return self.count / max(len(self.bitmap), 1)
 
 
 class PrometheusMetrics:
@@ -167,9 +187,70 @@ class PrometheusMetrics:
             multiprocess_mode="mostrecent",
             registry=self.registry,
         )
+        self.arm_info = Gauge(
+            "recsys_arm_info",
+            "1 for the build each A/B arm (build line) is answering with, 0 for its past builds.",
+            ["arm", "version"],
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+        self.impressions = Counter(
+            "recsys_impressions",
+            "Answers sent to the impression log: logged (written to Redis), dropped (the "
+            "backlog was full), failed (the write failed or timed out). Never an error to the "
+            "client.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        # Live online metrics, the counterparts of recsys online-report's (by arm; bounded sets)
+        self.answers = Counter(
+            "recsys_online_answers",
+            "Recommendation answers by A/B arm and fallback (none: the ranker answered).",
+            ["arm", "fallback"],
+            registry=self.registry,
+        )
+        self.items_shown = Counter(
+            "recsys_online_items_shown",
+            "Items shown in answers, by arm: the denominator of live CTR and dislike rate.",
+            ["arm"],
+            registry=self.registry,
+        )
+        self.shown_popularity = Counter(
+            "recsys_online_shown_popularity",
+            "Sum of the popularity percentiles (0..1, the build's) of items shown, by arm; "
+            "divided by recsys_online_items_shown_total, the mean popularity.",
+            ["arm"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "recsys_online_events",
+            "Events posted, by the user's arm, type, and whether they name the answer they came "
+            "from (request_id). Live CTR: click and watch events with a request_id over items "
+            "shown.",
+            ["arm", "type", "attributed"],
+            registry=self.registry,
+        )
+        self.watch_completion = self._histogram(
+            "recsys_online_watch_completion",
+            "Completion of watch events that report one, by arm.",
+            ["arm"],
+            COMPLETION_BUCKETS,
+        )
+        self.coverage = Gauge(
+            "recsys_online_catalogue_coverage",
+            "Share of the catalogue this worker has shown since it loaded the arm's build; with "
+            "several workers the largest (a lower bound of the union).",
+            ["arm"],
+            multiprocess_mode="max",
+            registry=self.registry,
+        )
         self._stages = {s: self.stage_seconds.labels(stage=s) for s in STAGES}
         self._fallbacks = {r: self.fallbacks.labels(reason=r) for r in FALLBACK_REASONS}
+        self._impressions = {o: self.impressions.labels(outcome=o) for o in IMPRESSION_OUTCOMES}
+        for outcome in self._impressions.values():
+            outcome.inc(0)
         self._requests: dict[tuple[str, str], Histogram] = {}
+        self._shown: dict[str, _Shown] = {}
 
     def _histogram(
         self, name: str, documentation: str, labels: list[str], buckets: tuple[float, ...]
@@ -201,6 +282,49 @@ class PrometheusMetrics:
         self.redis_keys.labels(kind="all").set(stats.keys)
         self.redis_keys.labels(kind="expiring").set(stats.expiring_keys)
         self.redis_evicted.set(stats.evicted_keys)
+
+    def arm_swapped(
+        self, arm: str, old_version: str | None, new_version: str, served: set[str]
+    ) -> None:
+        """An arm switched builds; ``served``: every build some arm of this worker serves now
+        (two arms may serve one build, e.g. after a promotion)."""
+        if old_version is not None:
+            self.arm_info.labels(arm=arm, version=old_version).set(0)
+            if old_version not in served:
+                self.model_info.labels(version=old_version).set(0)
+        self.arm_info.labels(arm=arm, version=new_version).set(1)
+        self.model_info.labels(version=new_version).set(1)
+        self.model_swaps.inc()
+
+    def count_impressions(self, outcome: ImpressionOutcome, n: int = 1) -> None:
+        self._impressions[outcome].inc(n)
+
+    def observe_answer(
+        self,
+        arm: str,
+        build: str,
+        fallback: str | None,
+        item_idx: np.ndarray,
+        pop_percentile: np.ndarray,
+    ) -> None:
+        """One answer shown: counts, the popularity of what it showed, coverage by arm."""
+        self.answers.labels(arm=arm, fallback=fallback or NO_FALLBACK).inc()
+        n = len(item_idx)
+        if not n:
+            return
+        self.items_shown.labels(arm=arm).inc(n)
+        self.shown_popularity.labels(arm=arm).inc(float(pop_percentile[item_idx].sum()))
+        shown = self._shown.get(arm)
+        if shown is None or shown.build != build:
+            shown = self._shown[arm] = _Shown(build, np.zeros(len(pop_percentile), dtype=bool))
+        self.coverage.labels(arm=arm).set(shown.add(item_idx))
+
+    def count_event(
+        self, arm: str, event_type: str, attributed: bool, completion: float | None
+    ) -> None:
+        self.events.labels(arm=arm, type=event_type, attributed="yes" if attributed else "no").inc()
+        if event_type == "watch" and completion is not None:
+            self.watch_completion.labels(arm=arm).observe(completion)
 
     def _readable(self) -> CollectorRegistry:
         """This process's registry, or one that sums every worker's files."""

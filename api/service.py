@@ -7,6 +7,10 @@ Every answer is inside the deadline. Fallbacks, in the order they can happen:
 - ranker-timeout: ranking is not expected to fit in what is left of the deadline, or did not
   finish in it -> stage-1 order (candidates are stored best first).
 
+Whatever answers, items the user has reacted to (every event in their list: watches, clicks,
+skips, dislikes) and items the request excludes are left out; the one exception is a
+redis-unavailable answer, which cannot read the user's events.
+
 Ranking (features + LightGBM) runs on a small pool of threads of its own, so it never blocks
 the event loop, and a request can stop waiting for it at the deadline: the job finishes in the
 background and only its measured time is kept.
@@ -14,6 +18,7 @@ background and only its measured time is kept.
 
 import asyncio
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,7 +35,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.deadline import RankTimeEstimate
 from api.prometheus import FallbackReason, PrometheusMetrics, RedisStats
-from recsys.config import ServeConfig
+from recsys.config import FeedbackLogConfig, ServeConfig
+from recsys.explain import ItemExplanation, explain_candidates, explain_ranked
 from recsys.features import FEATURE_NAMES, RequestContext
 from recsys.inspection.live_drift import LiveDriftSampler
 from recsys.serving import (
@@ -38,6 +44,8 @@ from recsys.serving import (
     RankTimes,
     ServingModel,
     apply_events,
+    event_items,
+    leave_out,
     popular,
     rank,
     stage1_order,
@@ -46,6 +54,7 @@ from recsys.store.codec import decode_user_state
 from recsys.store.connect import AsyncStore, SlotMapRefresher
 from recsys.store.drift_counts import DRIFT_TTL_S, add_live_counts
 from recsys.store.events import WatchEvent
+from recsys.store.feedback_log import LoggedEvent, log_event_async, now_ms
 from recsys.store.keys import Keys
 from recsys.store.user_store import UserRecord, append_event_async, read_user_async
 from recsys.user_state import UserState
@@ -74,6 +83,7 @@ class Answer:
     model: ServingModel  # the build that answered (its item ids turn indices into ids)
     ranked: Ranked
     fallback: FallbackReason | None
+    explanations: list[ItemExplanation] | None = None  # one per item, when asked for
 
 
 class RecommendationService:
@@ -85,6 +95,7 @@ class RecommendationService:
         cfg: ServeConfig,
         metrics: PrometheusMetrics,
         drift_sample_interval_s: float = 0.0,
+        log_cfg: FeedbackLogConfig | None = None,
     ) -> None:
         self.client = client  # reads: timeouts of redis_timeout_ms
         self.event_client = event_client  # event writes: timeouts of event_timeout_ms
@@ -92,6 +103,7 @@ class RecommendationService:
         self.event_slots = SlotMapRefresher(event_client)
         self.keys = keys
         self.cfg = cfg
+        self.log_cfg = log_cfg or FeedbackLogConfig()
         self.metrics = metrics
         self.deadline_s = cfg.deadline_ms / 1000
         self.redis_timeout_s = cfg.redis_timeout_ms / 1000
@@ -109,38 +121,51 @@ class RecommendationService:
         device: str | None,
         ts: int | None,
         started: float,
+        exclude: Sequence[str | int] = (),
+        explain: bool = False,
     ) -> Answer:
         """Top k for one user with ``model``, whatever happens to Redis or the ranker.
 
         ``started`` is the request's arrival (``time.perf_counter``); the deadline counts from it.
+        ``exclude``: item ids to leave out; ``explain``: say why each item is there.
         """
+        excluded = np.array([model.items.index_of(i) for i in exclude], dtype=np.int32)
         record = await self._read_user(model.version, user_id)
         if record is None:
-            return self._fallback(model, popular(model, k), "redis-unavailable")
+            ranked = popular(model, k, excluded)
+            return self._fallback(model, ranked, "redis-unavailable", explain)
         if record.state is None:
-            return self._fallback(model, popular(model, k, record.events), "cold-start")
+            reacted = np.concatenate([event_items(record.events, model), excluded])
+            return self._fallback(model, popular(model, k, reacted), "cold-start", explain)
         state = apply_events(decode_user_state(record.state), record.events, model)
         remaining_s = started + self.deadline_s - SERIALISE_RESERVE_S - time.perf_counter()
         if self.rank_time.fits(remaining_s):
             ctx = RequestContext(
                 ts=int(time.time()) if ts is None else ts, device=model.items.device_code(device)
             )
-            ranked = await self._rank(model, state, ctx, k, remaining_s)
-            if ranked is not None:
-                return Answer(model, ranked, None)
-        return self._fallback(model, stage1_order(state, k), "ranker-timeout")
+            done = await self._rank(model, state, ctx, k, excluded, remaining_s)
+            if done is not None:
+                why = await self._explain(model, state, ctx, done, started) if explain else None
+                return Answer(model, done, None, why)
+        ranked = leave_out(stage1_order(state, k + len(excluded)), excluded, k)
+        why = explain_candidates(state, ranked) if explain else None
+        return self._fallback(model, ranked, "ranker-timeout", explain, why)
 
     async def record_event(self, user_id: str, event: WatchEvent) -> None:
-        """Append to the user's capped event list; raises one of ``REDIS_ERRORS`` on failure.
+        """Append to the user's capped event list, then to the event log (``log.enabled``);
+        raises one of ``REDIS_ERRORS`` on failure.
 
         Bounded by ``event_timeout_ms``, not the reads' ``redis_timeout_ms``: near saturation a
         20 ms budget turned writes into 503s that a read would have survived with a fallback.
         Within that budget a write retries (10 ms, doubling to 200 ms) while Redis refuses
         connections or loads its data, so a restart of Redis shorter than the budget costs
-        clients latency, not errors. The transaction is all-or-nothing, so a retried write is
-        at worst a duplicate event, which is harmless.
+        clients latency, not errors. The list's transaction is all-or-nothing, and the log's
+        entry goes second (on a Redis Cluster its shard lives in another slot, so one
+        transaction cannot hold both): a retried write is at worst a duplicate event, harmless
+        to the list and removed by ``recsys events export``.
         """
-        cfg = self.cfg
+        cfg, log = self.cfg, self.log_cfg
+        logged = LoggedEvent(user_id, event, now_ms()) if log.enabled else None
         pause_s = WRITE_RETRY_FIRST_S
         async with asyncio.timeout(self.event_timeout_s):
             while True:
@@ -153,6 +178,10 @@ class RecommendationService:
                         cfg.max_events_per_user,
                         cfg.events_ttl_s,
                     )
+                    if logged is not None:
+                        await log_event_async(
+                            self.event_client, self.keys, log.shards, log.max_events, logged
+                        )
                     return
                 except PERMANENT_WRITE_ERRORS:
                     raise
@@ -258,6 +287,7 @@ class RecommendationService:
         state: UserState,
         ctx: RequestContext,
         k: int,
+        excluded: np.ndarray,
         remaining_s: float,
     ) -> Ranked | None:
         """The ranker's answer, or None if it is not back within ``remaining_s``."""
@@ -266,7 +296,7 @@ class RecommendationService:
         sampler = self._drift_sampler(model)
         if sampler is not None and not sampler.due():
             sampler = None
-        job = self.executor.submit(_timed_rank, model, state, ctx, k, sampler)
+        job = self.executor.submit(timed_rank, model, state, ctx, k, excluded, sampler)
         job.add_done_callback(self._rank_done)
         try:
             ranked, _ = await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
@@ -287,23 +317,61 @@ class RecommendationService:
         self.metrics.observe_stage("features", times.features_s)
         self.metrics.observe_stage("model", times.model_s)
 
-    def _fallback(self, model: ServingModel, ranked: Ranked, reason: FallbackReason) -> Answer:
+    async def _explain(
+        self,
+        model: ServingModel,
+        state: UserState,
+        ctx: RequestContext,
+        ranked: Ranked,
+        started: float,
+    ) -> list[ItemExplanation]:
+        """A ranked answer's explanations, on a rank thread, within what is left of the
+        deadline: TreeSHAP costs far more per row than scoring (docs/BENCHMARKS.md), so when it
+        does not fit the answer keeps its order, sources, stage-1 facts and ranker scores, with
+        no contributions, rather than falling back. Not part of the rank time estimate."""
+        remaining_s = started + self.deadline_s - SERIALISE_RESERVE_S - time.perf_counter()
+        if remaining_s > 0:
+            begun = time.perf_counter()
+            job = self.executor.submit(
+                explain_ranked, model, state, ctx, ranked, self.cfg.explain_features
+            )
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(job), timeout=remaining_s)
+            except TimeoutError:
+                pass
+            finally:
+                self.metrics.observe_stage("explain", time.perf_counter() - begun)
+        return explain_candidates(state, ranked, ranker_scored=True)
+
+    def _fallback(
+        self,
+        model: ServingModel,
+        ranked: Ranked,
+        reason: FallbackReason,
+        explain: bool,
+        explanations: list[ItemExplanation] | None = None,
+    ) -> Answer:
         self.metrics.count_fallback(reason)
-        return Answer(model, ranked, reason)
+        if explain and explanations is None:
+            explanations = explain_candidates(None, ranked)
+        return Answer(model, ranked, reason, explanations)
 
 
-def _timed_rank(
+def timed_rank(
     model: ServingModel,
     state: UserState,
     ctx: RequestContext,
     k: int,
+    excluded: np.ndarray,
     sampler: LiveDriftSampler | None = None,
 ) -> tuple[Ranked, RankTimes]:
-    """One request's ranking; when ``sampler`` is given, its features and scores are handed to
-    it as they are (binning them is the flush's job, later and elsewhere)."""
+    """Runs on a rank thread: the ranker's top k minus ``excluded``, ranked ``k + excluded``
+    deep so the rest keep their order. When ``sampler`` is given, the request's features and
+    scores are handed to it as they are (binning them is the flush's job, later and
+    elsewhere)."""
     times = RankTimes()
     kept: list[tuple[np.ndarray, np.ndarray]] | None = [] if sampler is not None else None
-    ranked = rank(model, [state], [ctx], k, times, kept)[0]
+    ranked = rank(model, [state], [ctx], k + len(excluded), times, kept)[0]
     if sampler is not None and kept:
         sampler.offer(*kept[0])
-    return ranked, times
+    return leave_out(ranked, excluded, k), times

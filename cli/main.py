@@ -16,6 +16,59 @@ from loadtest.cli import add_loadtest_arguments  # the same
 EXIT_USAGE = 2
 
 
+def _build_name(text: str) -> str:
+    from recsys.experiment import check_build_name
+
+    try:
+        return check_build_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _duration(text: str) -> float:
+    from recsys.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _unix_s(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected unix seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: unix seconds cannot be negative")
+    return value
+
+
+def _add_period(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", type=_unix_s, help="first answer, unix s (default: the log's start)")
+    p.add_argument("--until", type=_unix_s, help="last answer, unix s (default: now)")
+
+
+def _add_online(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        required=True,
+        help="the builds that answered (item popularity, catalogue size; its local Redis)",
+    )
+    _add_period(p)
+    p.add_argument(
+        "--window",
+        type=_duration,
+        default=1800.0,
+        help="attribution window: events this long after an answer count for it (default 30m)",
+    )
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of the users")
+    p.add_argument("--permutations", type=int, default=10_000, help="of each A/B p-value")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--redis-url")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recsys", description="Two-stage recommender service.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -41,6 +94,44 @@ def _parser() -> argparse.ArgumentParser:
         "--ray-address",
         help="auto or HOST:PORT: run the per-user stage as Ray tasks (pip install 'recsys[scale]')",
     )
+    b.add_argument(
+        "--name",
+        type=_build_name,
+        default="champion",
+        help="the build line it publishes to (default champion; e.g. challenger for an A/B)",
+    )
+
+    o = sub.add_parser(
+        "online-report", help="online metrics: impressions joined with the events that followed"
+    )
+    _add_online(o)
+    o.add_argument("--out", type=Path, required=True, help="report directory")
+
+    ab = sub.add_parser("ab", help="A/B between build lines").add_subparsers(
+        dest="ab_command", required=True
+    )
+    ar = ab.add_parser("report", help="compare the arms on per-user online metrics")
+    _add_online(ar)
+    ar.add_argument("--out", type=Path, help="also write the whole online report here")
+    ap = ab.add_parser("promote", help="make a build line's newest build the champion")
+    ap.add_argument("name", type=_build_name)
+    ap.add_argument("--artifacts", type=Path, help="artifacts whose local Redis serves builds")
+    ap.add_argument("--redis-url", help="redis://HOST:PORT, or redis+cluster://HOST:PORT")
+
+    ev = sub.add_parser("events", help="the API's events").add_subparsers(
+        dest="events_command", required=True
+    )
+    ex = ev.add_parser("export", help="events from the API's log as interactions")
+    ex.add_argument("out_dir", type=Path)
+    ex.add_argument(
+        "--data",
+        type=Path,
+        help="a dataset to merge them into (OUT_DIR is then a dataset the next build reads); "
+        "without it, OUT_DIR/interactions.parquet holds the events alone",
+    )
+    ex.add_argument("--artifacts", type=Path, help="artifacts whose local Redis holds the log")
+    _add_period(ex)
+    ex.add_argument("--redis-url", help="redis://HOST:PORT, or redis+cluster://HOST:PORT")
 
     g = sub.add_parser(
         "gc", help="remove what killed builds left, and builds no serving worker needs"
@@ -174,12 +265,24 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
     elif args.command == "build":
         from offline.build import build
 
-        build(args.data_dir, args.artifacts, settings)
+        build(args.data_dir, args.artifacts, settings, args.name)
     elif args.command == "gc":
         from offline.gc import gc
 
         for line in gc(args.artifacts, settings).lines():
             print(line)
+    elif args.command in ("online-report", "ab") and getattr(args, "ab_command", None) != "promote":
+        _online(parser, args, settings)
+    elif args.command == "ab":
+        from offline.promote import promote_build
+
+        promote_build(args.name, settings, args.artifacts)
+    elif args.command == "events":
+        from offline.events import export_events
+
+        export_events(
+            args.out_dir, settings, args.data, args.artifacts, _ms(args.since), _ms(args.until)
+        )
     elif args.command == "eval":
         from eval.cli import run_from_args
 
@@ -199,6 +302,25 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
 
         return run_loadtest(args, settings)
     return 0
+
+
+def _ms(unix_s: int | None) -> int | None:
+    return None if unix_s is None else unix_s * 1000
+
+
+def _online(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: object) -> None:
+    from eval.online import Period, run_ab_report, run_online_report
+    from recsys.config import Settings
+    from recsys.evaluation.online import OnlineOptions
+
+    assert isinstance(settings, Settings)
+    _positive(parser, bootstrap=args.bootstrap, permutations=args.permutations)
+    options = OnlineOptions(args.window, args.bootstrap, args.permutations, args.seed)
+    period = Period(_ms(args.since), _ms(args.until))
+    if args.command == "online-report":
+        run_online_report(settings, args.artifacts, args.out, period, options)
+    else:
+        run_ab_report(settings, args.artifacts, args.out, period, options)
 
 
 if __name__ == "__main__":

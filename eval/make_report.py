@@ -40,11 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     from recsys.data.movielens import convert_movielens
     from recsys.data.synth import generate_synthetic
     from recsys.evaluation.metric_table import with_metrics_markdown
+    from recsys.evaluation.online_metric_table import with_online_metrics_markdown
     from recsys.evaluation.protocol import EvalOptions, Protocol
 
     settings = Settings()
     metrics_doc = REPO / "docs" / "METRICS.md"
-    metrics_doc.write_text(with_metrics_markdown(metrics_doc.read_text()))
+    metrics_doc.write_text(
+        with_online_metrics_markdown(with_metrics_markdown(metrics_doc.read_text()))
+    )
     with tempfile.TemporaryDirectory(prefix="recsys-report-") as work:
         runs: list[tuple[str, Path, Protocol, EvalOptions]] = []
         if args.movielens.is_dir():

@@ -2,6 +2,7 @@
 the runner (polars, redis, the build) is imported when the command runs."""
 
 import argparse
+import json
 from pathlib import Path
 
 DEFAULT_OUT = Path("bench-output/loadtest/run")
@@ -17,6 +18,18 @@ def _rates(text: str) -> list[float]:
     if not rates or any(r <= 0 for r in rates):
         raise argparse.ArgumentTypeError(f"{text!r}: rates must be positive")
     return rates
+
+
+def _split(text: str) -> dict[str, float]:
+    try:
+        shares = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a JSON object of shares") from None
+    if not isinstance(shares, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in shares.values()
+    ):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a JSON object of shares")
+    return {str(k): float(v) for k, v in shares.items()}
 
 
 def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +84,14 @@ def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
         "fails the run",
     )
     p.add_argument(
+        "--ab",
+        type=_split,
+        default={},
+        metavar="JSON",
+        help='an A/B split for our own server, e.g. \'{"champion": 0.5, "challenger": 0.5}\': '
+        "every arm gets a build of the same data (built once, then reused)",
+    )
+    p.add_argument(
         "--render",
         type=Path,
         metavar="OUT",
@@ -81,8 +102,9 @@ def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace, settings: object) -> int:
     from loadtest.results import Thresholds
-    from loadtest.run import LoadtestOptions, parse_duration, run_loadtest
+    from loadtest.run import LoadtestOptions, run_loadtest
     from recsys.config import Settings
+    from recsys.durations import parse_duration
     from recsys.errors import RecsysError
 
     assert isinstance(settings, Settings)
@@ -105,6 +127,7 @@ def run_from_args(args: argparse.Namespace, settings: object) -> int:
             wait_idle=args.wait_idle,
             repeat=args.repeat,
             dashboard=args.dashboard,
+            ab=args.ab,
             thresholds=Thresholds(max_p99_ms=args.max_p99_ms, max_failures=args.max_failures),
         )
     except ValueError as e:

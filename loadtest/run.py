@@ -34,7 +34,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,6 +58,7 @@ from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
 from recsys.data.load import load_dataset
 from recsys.errors import RecsysError
+from recsys.experiment import DEFAULT_BUILD_NAME, check_split
 from recsys.net import free_port
 from recsys.pipeline import run_build
 from recsys.store.connect import SyncStore, open_redis
@@ -100,9 +101,14 @@ class LoadtestOptions:
     wait_idle: bool  # wait for a quiet machine first (load average, then busy cores)
     repeat: int  # runs of the whole series; the table shows medians
     dashboard: bool = False  # keep the dashboard open in a browser during each step
+    ab: dict[str, float] = field(default_factory=dict)
+    """An A/B split for our own server (serve.ab); every arm gets a build of the same data."""
 
     def __post_init__(self) -> None:
         """Checked before anything is built or started."""
+        check_split(self.ab)
+        if self.ab and self.host is not None:
+            raise ValueError("--ab splits our own server's traffic: it does not go with --host")
         if self.host is not None and self.data is None:
             raise ValueError("--host needs --data: the dataset the target was built on")
         if self.host is not None:
@@ -113,20 +119,6 @@ class LoadtestOptions:
             raise ValueError(f"--mean-wait must be positive, got {self.mean_wait_s:g}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
-
-
-def parse_duration(text: str) -> float:
-    """``60s``, ``2m``, ``1h`` or plain seconds, as locust's ``-t`` takes them."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    text = text.strip().lower()
-    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
-    try:
-        value = float(number) * unit
-    except ValueError:
-        raise ValueError(f"duration {text!r}: expected e.g. 60s, 2m or 90") from None
-    if value <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
-    return value
 
 
 def clients_for(rate: float, mean_wait_s: float) -> int:
@@ -217,7 +209,7 @@ def _own_server(
             log.info("cleared the events of %d users left by an earlier run", cleared)
         workers = opts.workers or settings.serve.workers
         with serve_build(
-            artifacts, redis_url, settings.key_prefix, workers, opts.out / "server.log"
+            artifacts, redis_url, settings.key_prefix, workers, opts.out / "server.log", opts.ab
         ) as served:
             yield served
 
@@ -225,16 +217,21 @@ def _own_server(
 def _ensure_build(
     opts: LoadtestOptions, settings: Settings, artifacts: Path, client: SyncStore
 ) -> None:
-    """Reuse the build published in this Redis (and its plan) if there is one, else build."""
-    version = current_build(client, Keys(settings.key_prefix))
-    if version and (artifacts / version).is_dir() and (artifacts / PLAN_FILE).exists():
-        log.info("reusing build %s in %s (remove the directory to rebuild)", version, artifacts)
-        return
-    data = opts.data or _synthesise(opts, artifacts / "data")
-    log.info("building %s into %s", data, artifacts)
-    dataset = load_dataset(data)
-    run_build(dataset, artifacts, client, settings)
-    plan_from_dataset(dataset, seed=opts.seed).save(artifacts / PLAN_FILE)
+    """Reuse the build of each line (the champion, and the arms of ``--ab``) published in this
+    Redis if there is one, else build it; every line from the same data."""
+    keys = Keys(settings.key_prefix)
+    for name in [DEFAULT_BUILD_NAME, *(a for a in sorted(opts.ab) if a != DEFAULT_BUILD_NAME)]:
+        version = current_build(client, keys, name)
+        if version and (artifacts / version).is_dir() and (artifacts / PLAN_FILE).exists():
+            log.info("reusing build %s (%s) in %s (remove it to rebuild)", version, name, artifacts)
+            continue
+        data = opts.data or artifacts / "data"
+        if not (data / "interactions.parquet").exists() and opts.data is None:
+            _synthesise(opts, data)
+        log.info("building %s into %s as %s", data, artifacts, name)
+        dataset = load_dataset(data)
+        run_build(dataset, artifacts, client, settings, name=name)
+        plan_from_dataset(dataset, seed=opts.seed).save(artifacts / PLAN_FILE)
 
 
 def _synthesise(opts: LoadtestOptions, out: Path) -> Path:
@@ -245,7 +242,12 @@ def _synthesise(opts: LoadtestOptions, out: Path) -> Path:
 
 @contextlib.contextmanager
 def serve_build(
-    artifacts: Path, redis_url: str, key_prefix: str, workers: int, log_path: Path
+    artifacts: Path,
+    redis_url: str,
+    key_prefix: str,
+    workers: int,
+    log_path: Path,
+    ab: dict[str, float] | None = None,
 ) -> Iterator[tuple[str, int]]:
     """``recsys serve`` in a subprocess on a free port: (URL, pid) once every worker is up.
 
@@ -256,28 +258,31 @@ def serve_build(
     cmd += ["--port", str(port), "--workers", str(workers)]
     env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
     env |= {"RECSYS_REDIS_URL": redis_url, "RECSYS_KEY_PREFIX": key_prefix}
+    lines = 1
+    if ab:
+        env["RECSYS_SERVE__AB"] = json.dumps(ab)
+        lines += len(set(ab) - {DEFAULT_BUILD_NAME})
     log.info("starting recsys serve with %d worker(s) on port %d", workers, port)
     with log_path.open("ab") as server_log:
         server = subprocess.Popen(cmd, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base_url, server, workers, log_path)
+        _wait_ready(base_url, server, workers * lines, log_path)
         yield base_url, server.pid
     finally:
         _stop(server)
 
 
-def _wait_ready(
-    base_url: str, server: subprocess.Popen[bytes], workers: int, log_path: Path
-) -> None:
+def _wait_ready(base_url: str, server: subprocess.Popen[bytes], loads: int, log_path: Path) -> None:
     """/readyz from one worker says nothing of the others: wait until every worker has loaded
-    the build, which each counts as a swap in the (summed) metrics."""
+    the build of every line it serves (``loads`` in all), which each counts as a swap in the
+    (summed) metrics."""
     deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RecsysError(f"recsys serve exited with {server.returncode}; see {log_path}")
         with contextlib.suppress(OSError):
-            if _sample_total(scrape_metrics(base_url), f"{SWAPS_METRIC}_total") >= workers:
+            if _sample_total(scrape_metrics(base_url), f"{SWAPS_METRIC}_total") >= loads:
                 return
         time.sleep(0.2)
     raise RecsysError(

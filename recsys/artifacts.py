@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_serializer
 from pydantic.functional_serializers import SerializerFunctionWrapHandler
 
 from recsys.errors import ArtifactError
+from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.inspection.records import InspectionSummary
 from recsys.records import Record
 
@@ -111,6 +112,11 @@ class BuildManifest(Record):
         if data.get("inspection", ...) is None:
             del data["inspection"]
         return data
+
+    @property
+    def name(self) -> str:
+        """The build line (``recsys build --name``); manifests without one are champions'."""
+        return str((self.model_extra or {}).get("name", DEFAULT_BUILD_NAME))
 
     @property
     def history_len(self) -> int:

@@ -13,13 +13,14 @@ class Columns:
     weight: Final = "weight"
     device: Final = "device"
     completion: Final = "completion"
+    event_type: Final = "type"  # recsys.feedback: watch (default), click, skip, dislike
     # dataset contract: items
     title: Final = "title"
     genres: Final = "genres"
     release_ts: Final = "release_ts"
     duration_min: Final = "duration_min"
     interactions_required: Final = (user, item, timestamp)
-    interactions_optional: Final = (weight, device, completion)
+    interactions_optional: Final = (weight, device, completion, event_type)
     items_required: Final = (item,)
     items_optional: Final = (title, genres, release_ts, duration_min)
 

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from recsys.candidates.registry import SOURCES
 from recsys.candidates.source import SourceSpec
 from recsys.errors import RecsysError
+from recsys.experiment import check_split
 
 
 class _Section(BaseModel):
@@ -313,6 +314,26 @@ class ServeConfig(_Section):
         default_factory=list,
         description='Origins allowed by CORS, e.g. ["https://app.example.com"]; empty: CORS off.',
     )
+    ab: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            'A/B split between named builds, e.g. {"champion": 0.9, "challenger": 0.1}: shares '
+            "in (0, 1] summing to 1, names as given to recsys build --name. Empty: every user "
+            "gets the champion."
+        ),
+    )
+    ab_salt: str = Field(
+        "ab",
+        min_length=1,
+        max_length=64,
+        description=(
+            "Per-experiment salt of the arm assignment hash(salt, user id): a new salt draws a "
+            "new split, independent of the last experiment's."
+        ),
+    )
+    explain_features: int = Field(
+        5, ge=1, le=64, description="Feature contributions per item in an explain=true answer."
+    )
 
     @field_validator("api_key")
     @classmethod
@@ -321,6 +342,55 @@ class ServeConfig(_Section):
         if key is not None and not key.get_secret_value().strip():
             raise ValueError("the API key is empty: set a key, or unset the variable for no auth")
         return key
+
+    @field_validator("ab")
+    @classmethod
+    def _valid_split(cls, shares: dict[str, float]) -> dict[str, float]:
+        return check_split(shares)
+
+
+class FeedbackLogConfig(_Section):
+    """What was shown and what users did about it, in Redis streams sharded by user
+    (``recsys.store.feedback_log``): the input of ``recsys online-report``, ``recsys ab report``
+    and ``recsys events export``. Env: ``RECSYS_LOG__<FIELD>``; readers and the API must agree
+    on ``shards``."""
+
+    enabled: bool = Field(
+        True, description="Log impressions (every answer) and events; off: neither is logged."
+    )
+    shards: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description=(
+            "Streams per log, a user always in the same one. One stream would be one hot key on "
+            "one Redis Cluster node; shards spread the writes over nodes."
+        ),
+    )
+    max_impressions: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Impressions kept (all shards; the oldest trimmed, approximately).",
+    )
+    max_events: int = Field(
+        1_000_000, ge=1000, description="Events kept in the event log (all shards)."
+    )
+    flush_ms: float = Field(
+        20.0,
+        gt=0.0,
+        description="Impressions are written in batches at most this often, off the request path.",
+    )
+    max_pending: int = Field(
+        10_000,
+        ge=1,
+        description=(
+            "Impressions waiting to be written, per worker; beyond it new ones are dropped "
+            "(and counted) rather than held."
+        ),
+    )
+    write_timeout_ms: float = Field(
+        250.0, gt=0.0, description="Timeout of one batch write; a failed batch is counted."
+    )
 
 
 class RedisServerConfig(_Section):
@@ -465,6 +535,7 @@ class Settings(BaseSettings):
     inspection: InspectionConfig = InspectionConfig()
     serve: ServeConfig = ServeConfig()
     ui: UiConfig = UiConfig()
+    log: FeedbackLogConfig = FeedbackLogConfig()
     ray: RayConfig = RayConfig()
 
     @field_validator("key_prefix")

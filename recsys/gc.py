@@ -6,12 +6,15 @@ Run at the start of every build, after every publish, and by ``recsys gc``. It r
   ``.staging-*``), that are not published and whose in-progress marker is gone or dead. A build
   stopped by SIGKILL or the OOM killer left gigabytes of ``b:<version>:*`` keys and its staging
   folder, and nothing ever deleted them (issue 12);
-* **retired builds**: published builds past ``keep_builds``, once no serving worker reports
-  holding them and they were superseded at least ``retire_grace_s`` ago. Deleting them at the
-  flip, as before, pulled keys from under workers that had not swapped yet (cold start for
-  everyone) or had failed to load the new build.
+* **retired builds**: published builds past ``keep_builds`` in their build line (the champion's,
+  or a name given to ``recsys build --name``: each line keeps its own), once no serving worker
+  reports holding them and they were superseded at least ``retire_grace_s`` ago. Deleting them
+  at the flip, as before, pulled keys from under workers that had not swapped yet (cold start
+  for everyone) or had failed to load the new build.
 
-It never touches the current build, a live build in progress, a folder of another key prefix,
+It never touches a build some line's pointer names (the current build, an A/B arm's, a promoted
+challenger that is now the champion too), a live build in progress, a folder of another key
+prefix,
 or anything whose name is not a build version (a version read back is checked before it is used
 as a path: ``ZADD <prefix>:builds 0 ../victim`` must not delete ``../victim``).
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from recsys.artifacts import owner_prefix
 from recsys.config import Settings
+from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.store.builds import (
     builds_in_progress,
     redis_time,
@@ -33,7 +37,7 @@ from recsys.store.builds import (
 )
 from recsys.store.connect import SyncStore
 from recsys.store.keys import Keys
-from recsys.store.user_store import current_build, delete_build
+from recsys.store.user_store import build_lines, delete_build, line_pointers
 from recsys.versions import is_build_version, version_of_staging
 
 log = logging.getLogger(__name__)
@@ -95,23 +99,29 @@ def collect_garbage(
     live, dead = builds_in_progress(client, keys, now)
     if dead:
         client.hdel(keys.building, *dead)
-    current = current_build(client, keys)
-    protected = live | ({current} if current else set())
+    protected = live | set(line_pointers(client, keys).values())
     registry = registered_builds(client, keys)
+    lines = build_lines(client, keys)
     held = serving_versions(client, keys, now)
     client.zremrangebyscore(keys.serving, "-inf", now)
 
     published = {v for v, _ in registry}
-    for rank, (version, _) in enumerate(registry):
-        if rank < keep or version in protected:
-            continue
-        superseded_at = registry[rank - keep][1]  # the publish that pushed it past keep
-        if version in held or now - superseded_at < grace_s:
-            report.kept.append(version)
-            continue
-        report.keys_deleted += delete_build(client, keys, version)
-        published.discard(version)
-        report.retired.append(version)
+    by_line: dict[str, list[tuple[str, float]]] = {}
+    for version, published_at in registry:  # newest first, within each line too
+        by_line.setdefault(lines.get(version, DEFAULT_BUILD_NAME), []).append(
+            (version, published_at)
+        )
+    for newest_first in by_line.values():
+        for rank, (version, _) in enumerate(newest_first):
+            if rank < keep or version in protected:
+                continue
+            superseded_at = newest_first[rank - keep][1]  # the publish that pushed it past keep
+            if version in held or now - superseded_at < grace_s:
+                report.kept.append(version)
+                continue
+            report.keys_deleted += delete_build(client, keys, version)
+            published.discard(version)
+            report.retired.append(version)
 
     for version in sorted(versions_with_keys(client, keys) - published - protected):
         report.keys_deleted += delete_build(client, keys, version)

@@ -13,6 +13,7 @@ import polars as pl
 
 from recsys.columns import Columns
 from recsys.devices import device_codes
+from recsys.evaluation.ranking_metrics import popularity_percentile
 
 RECENT_WINDOW_S = 7 * 86400
 MAX_GENRES = 64  # genres are a uint64 bitmask; rarer genres beyond 63 share the last bit
@@ -42,6 +43,12 @@ class ItemTable:
     def ids_list(self) -> list[str | int]:
         """Item ids as Python values, for building responses without a polars call per item."""
         return self.item_ids.to_list()
+
+    @cached_property
+    def pop_percentile(self) -> np.ndarray:
+        """Each item's popularity percentile in [0, 1] (mid-rank by training events), as the
+        offline report's pop pct@k defines it; the API's live popularity metric reads it."""
+        return popularity_percentile(self.pop_all)
 
     def device_code(self, device: str | None) -> int:
         try:

@@ -37,6 +37,7 @@ from recsys.data.dataset import Dataset
 from recsys.devices import device_vocabulary
 from recsys.errors import BuildError
 from recsys.events_index import IndexedEvents, index_events
+from recsys.experiment import DEFAULT_BUILD_NAME, check_build_name
 from recsys.features import FEATURE_NAMES
 from recsys.gc import collect_for
 from recsys.ids import IdIndex
@@ -210,14 +211,21 @@ def run_build(
     client: SyncStore,
     settings: Settings,
     keep_training_window: bool = False,
+    name: str = DEFAULT_BUILD_NAME,
 ) -> BuildResult:
+    """Build and publish as the newest build of the line ``name`` (``recsys build --name``);
+    garbage collection keeps ``keep_builds`` of each line (``recsys.gc``)."""
+    try:
+        check_build_name(name)
+    except ValueError as e:
+        raise BuildError(str(e)) from None
     timer = StageTimer("build")
     version = new_build_version()
     keys = Keys(settings.key_prefix)
     check_eviction_policy(client)
     with BuildInProgress(client, keys, version, settings.build_marker_ttl_s):
         return _build_in_progress(
-            dataset, artifacts_root, client, settings, version, timer, keep_training_window
+            dataset, artifacts_root, client, settings, version, timer, keep_training_window, name
         )
 
 
@@ -229,9 +237,10 @@ def _build_in_progress(
     version: str,
     timer: StageTimer,
     keep_training_window: bool,
+    name: str,
 ) -> BuildResult:
     keys = Keys(settings.key_prefix)
-    writer = BuildWriter(client, keys, version)
+    writer = BuildWriter(client, keys, version, name)
     staging = artifacts_root / staging_dir_name(version)
     final = artifacts_root / version
     with timer.stage("clean up"):  # what killed builds left, before adding a new one
@@ -292,6 +301,9 @@ def _build_in_progress(
                 config=settings.model_dump(mode="json", exclude={"redis_url"}),
                 inspection=inspection,
             )
+            if name != DEFAULT_BUILD_NAME:  # a key of its own only when named, so a default
+                # build's manifest is exactly what it was before builds had names
+                manifest = BuildManifest.model_validate({**manifest.to_json_dict(), "name": name})
             write_manifest(staging, manifest)
             staging.rename(final)
     except BaseException:

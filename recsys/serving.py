@@ -48,21 +48,31 @@ class ServingModel:
 class Ranked:
     item_idx: np.ndarray  # int32 [<= k]
     scores: np.ndarray  # float32 [<= k]
+    positions: np.ndarray | None = None
+    """Each item's position among the state's candidates (its stage-1 rank, 0 = first); None
+    for items that are not candidates (popular items of a fallback)."""
+
+
+def event_items(events: Sequence[WatchEvent], model: ServingModel) -> np.ndarray:
+    """Build indices of the events' items (-1: an item this build does not know)."""
+    return np.array([model.items.index_of(e.item_id) for e in events], dtype=np.int32)
 
 
 def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingModel) -> UserState:
-    """Fold real-time events into a stored state: watched items leave the candidates and join
-    the history, so a watch changes the very next answer."""
+    """Fold real-time events into a stored state: every event's item leaves the candidates, so a
+    watch, a skip or a dislike changes the very next answer; positive events (watches, clicks)
+    also join the history, as the next build's ALS and features will count them."""
     if not events:
         return state
     items = model.items
-    idx = np.array([items.index_of(e.item_id) for e in events], dtype=np.int32)
+    idx = event_items(events, model)
     ts = np.array([e.timestamp for e in events], dtype=np.int64)
-    newer = ts > (state.hist_ts[-1] if len(state.hist_ts) else -1)
+    positive = np.array([e.positive for e in events], dtype=bool)
+    newer = positive & (ts > (state.hist_ts[-1] if len(state.hist_ts) else -1))
     keep = ~np.isin(state.cand_item, idx)
     hist_len = model.history_len
-    # events older than the stored history only leave the candidates; the rest join the history
-    joining = [e for e, is_new in zip(events, newer, strict=True) if is_new]
+    # events older than the stored history, and negative ones, only leave the candidates
+    joining = [e for e, joins in zip(events, newer, strict=True) if joins]
     completion = np.array(
         [np.nan if e.completion is None else e.completion for e in joining], dtype=np.float32
     )
@@ -78,6 +88,17 @@ def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingM
         hist_completion=np.concatenate([state.hist_completion, completion])[-hist_len:],
         n_events=state.n_events + int(newer.sum()),
     )
+
+
+def leave_out(ranked: Ranked, items: np.ndarray, k: int) -> Ranked:
+    """The first ``k`` of ``ranked`` that are not in ``items``: a request's ``exclude`` applied
+    to an answer ranked ``k + len(items)`` deep, so the rest keep the order (and the scores)
+    they have without the exclusion."""
+    if not len(items):
+        return ranked
+    keep = np.flatnonzero(~np.isin(ranked.item_idx, items))[:k]
+    positions = None if ranked.positions is None else ranked.positions[keep]
+    return Ranked(ranked.item_idx[keep], ranked.scores[keep], positions)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -127,7 +148,7 @@ def rank(
         n = len(s.cand_item)
         part = scores[start : start + n]
         best = top_k(part, k)
-        out.append(Ranked(s.cand_item[best], part[best]))
+        out.append(Ranked(s.cand_item[best], part[best], best))
         start += n
     if times is not None:
         times.total_s = time.perf_counter() - started
@@ -136,14 +157,16 @@ def rank(
 
 def stage1_order(state: UserState, k: int) -> Ranked:
     """Stage-1 order (candidates are stored best first): the answer when ranking can't run."""
-    return Ranked(state.cand_item[:k], state.cand_score[:k])
+    n = min(k, len(state.cand_item))
+    return Ranked(state.cand_item[:k], state.cand_score[:k], np.arange(n, dtype=np.int64))
 
 
-def popular(model: ServingModel, k: int, exclude: Sequence[WatchEvent] = ()) -> Ranked:
-    """Most popular items (recent first), minus anything the caller has just watched."""
-    pool = model.items.popular[: k + len(exclude)]
-    if exclude:
-        seen = np.array([model.items.index_of(e.item_id) for e in exclude], dtype=np.int32)
-        pool = pool[~np.isin(pool, seen)]
+def popular(model: ServingModel, k: int, exclude: np.ndarray | None = None) -> Ranked:
+    """Most popular items (recent first), minus ``exclude`` (item indices: what the user has
+    just watched, skipped or disliked, and what the request leaves out)."""
+    n_excluded = 0 if exclude is None else len(exclude)
+    pool = model.items.popular[: k + n_excluded]
+    if exclude is not None and n_excluded:
+        pool = pool[~np.isin(pool, exclude)]
     pool = pool[:k]
     return Ranked(pool, model.items.pop_recent[pool])

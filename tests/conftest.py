@@ -33,6 +33,7 @@ INTERACTIONS_SCHEMA = pl.Schema(
         Columns.weight: pl.Float32,
         Columns.device: pl.String,
         Columns.completion: pl.Float32,
+        Columns.event_type: pl.Enum(["watch", "click", "skip", "dislike"]),
     }
 )
 ITEMS_SCHEMA = pl.Schema(

@@ -29,6 +29,8 @@ OWN_SCHEMAS = {
     "EventAccepted",
     "Health",
     "ErrorBody",
+    "Explanation",
+    "Contribution",
 }
 
 
@@ -59,7 +61,14 @@ def test_every_parameter_has_a_description_and_examples(openapi: dict[str, Any])
         for operation in item.values()
         for p in operation.get("parameters", [])
     ]
-    assert {p["name"] for _, p in parameters} == {"user_id", "k", "device", "ts"}
+    assert {p["name"] for _, p in parameters} == {
+        "user_id",
+        "k",
+        "device",
+        "ts",
+        "exclude",
+        "explain",
+    }
     for path, p in parameters:
         assert p.get("description"), f"{path} {p['name']} has no description"
         assert _has_examples(p) or _has_examples(p["schema"]), f"{path} {p['name']}: no examples"

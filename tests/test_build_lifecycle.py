@@ -216,7 +216,10 @@ def test_a_worker_that_failed_to_swap_keeps_its_build_and_readiness_watches_its_
     keys, first = built.keys, built.version
     user = built.known_users(1)[0]
     elsewhere = tmp_path / "elsewhere"  # newer builds' artifacts never reach this worker
-    with api_client(built) as api:
+    # a read budget a busy machine cannot miss: right after a build, a 20 ms read can time out
+    # under a loaded test run and answer redis-unavailable, which is not what this test is about
+    roomy = built.with_serve(redis_timeout_ms=5000)
+    with api_client(built, roomy) as api:
         _wait(lambda: _reported(redis_client, keys, first), "the worker never reported its build")
         second = run_build(built.dataset, elsewhere, redis_client, built.settings)
         _wait(lambda: second.version in (_holder(api).last_error or ""), "no failed load")

@@ -17,6 +17,7 @@ INTERACTIONS_SCHEMA = {
     Columns.weight: pl.Float32,
     Columns.device: pl.String,
     Columns.completion: pl.Float32,
+    Columns.event_type: pl.Enum(["watch", "click", "skip", "dislike"]),
 }
 ITEMS_SCHEMA = {
     Columns.title: pl.String,
@@ -348,7 +349,7 @@ def test_empty_optional_csv_columns(tmp_path: Path) -> None:
         "item_id,title,genres,release_ts,duration_min\n10,,,,\n",
     )
     data = load_dataset(tmp_path)
-    assert data.interactions.row(0) == (1, 10, 5, 1.0, UNKNOWN_DEVICE, None)
+    assert data.interactions.row(0) == (1, 10, 5, 1.0, UNKNOWN_DEVICE, None, "watch")
     assert data.items.row(0) == (10, None, "", None, None)
     assert data.items.schema == pl.Schema({Columns.item: pl.Int64, **ITEMS_SCHEMA})
 

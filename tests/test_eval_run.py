@@ -363,3 +363,16 @@ def test_the_metrics_doc_lists_the_metric_table() -> None:
     assert with_metrics_markdown(doc) == doc, "docs/METRICS.md is stale: run `make report`"
     for m in METRICS:
         assert f"`{m.key}@k`: {m.definition}" in doc
+
+
+def test_the_metrics_doc_lists_the_online_metric_table() -> None:
+    """The same for the online metrics (``recsys online-report``, ``recsys ab report``)."""
+    from recsys.evaluation.online_metric_table import (
+        ONLINE_METRICS,
+        with_online_metrics_markdown,
+    )
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "METRICS.md").read_text()
+    assert with_online_metrics_markdown(doc) == doc, "docs/METRICS.md is stale: run `make report`"
+    for m in ONLINE_METRICS:
+        assert f"`{m.key}`: {m.definition}" in doc

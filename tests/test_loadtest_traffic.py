@@ -11,10 +11,11 @@ import pytest
 
 from api.schemas import EventIn
 from loadtest.plan import plan_from_dataset
-from loadtest.run import clients_for, parse_duration
+from loadtest.run import clients_for
 from loadtest.traffic import PlannedRequest, TrafficMix, TrafficPlan, TrafficShares
 from recsys.columns import Columns
 from recsys.data.synth import generate_synthetic
+from recsys.durations import parse_duration
 
 N_DRAWS = 20_000
 

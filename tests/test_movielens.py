@@ -91,9 +91,9 @@ def test_ml1m_layout(tmp_path: Path) -> None:
     data = convert_movielens(write_ml1m(tmp_path / "ml-1m"))
     check_contract(data.items, data.interactions)
     assert data.interactions.rows() == [
-        (2, 1193, 978298413, 4.0, UNKNOWN_DEVICE, None),
-        (1, 1193, 978300760, 5.0, UNKNOWN_DEVICE, None),
-        (1, 661, 978302109, 3.0, UNKNOWN_DEVICE, None),
+        (2, 1193, 978298413, 4.0, UNKNOWN_DEVICE, None, "watch"),
+        (1, 1193, 978300760, 5.0, UNKNOWN_DEVICE, None, "watch"),
+        (1, 661, 978302109, 3.0, UNKNOWN_DEVICE, None, "watch"),
     ]
     cafe = data.items.filter(pl.col(Columns.item) == 3).row(0, named=True)
     assert cafe[Columns.title] == "Café au Lait (Métisse) (1993)"  # Latin-1 decoded
@@ -138,7 +138,7 @@ def test_ml100k_layout(tmp_path: Path, with_genre_file: bool) -> None:
     data = convert_movielens(write_ml100k(tmp_path / "ml-100k", with_genre_file))
     check_contract(data.items, data.interactions)
     assert data.interactions.height == 3
-    assert data.interactions.row(0) == (196, 1, 1, 5.0, UNKNOWN_DEVICE, None)
+    assert data.interactions.row(0) == (196, 1, 1, 5.0, UNKNOWN_DEVICE, None, "watch")
     rows = {row[Columns.item]: row for row in data.items.iter_rows(named=True)}
     assert rows[1][Columns.genres] == "Animation|Comedy"
     assert rows[1][Columns.release_ts] == jan1(1995)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HolderDep, MetricsDep, ServiceDep, TrustedDep
+from api.deps import ArmsDep, MetricsDep, ServiceDep, TrustedDep
 from api.prometheus import CONTENT_TYPE
 from api.schemas import Health
 
@@ -24,17 +24,17 @@ async def healthz() -> Health:
     response_model=Health,
     responses={503: {"model": Health, "description": "No usable build, or Redis not answering."}},
 )
-async def readyz(
-    holder: HolderDep, service: ServiceDep, trusted: TrustedDep
-) -> Health | JSONResponse:
-    """Ready when a build is loaded, Redis answers a PING within redis_timeout_ms, and the
-    served build's keys are still in Redis.
+async def readyz(arms: ArmsDep, service: ServiceDep, trusted: TrustedDep) -> Health | JSONResponse:
+    """Ready when the champion's build is loaded, Redis answers a PING within redis_timeout_ms,
+    and the served build's keys are still in Redis. An A/B arm without a build does not stop
+    serving (its users get the champion) and is reported in `detail`.
 
     A 503 takes the worker out of a load balancer's rotation while Redis is down, even though
     /recommendations still answers (from popular items). With an API key configured, the build
     and the details (which name the Redis address and artifacts path) are shown only to callers
     that send the key; the status code is the same for everyone.
     """
+    holder = arms.champion
     model = holder.model
     version = model.version if model else None
     if model:
@@ -42,7 +42,7 @@ async def readyz(
     else:
         problem = holder.last_error or "no build loaded"
     status: Literal["ok", "unavailable"] = "unavailable" if problem else "ok"
-    body = Health(status=status, model_version=version, detail=problem or holder.last_error)
+    body = Health(status=status, model_version=version, detail=problem or arms.problems())
     if not trusted:
         body = Health(status=status)
     if problem:

@@ -22,6 +22,7 @@ from recsys.candidates.source import SourceInputs
 from recsys.columns import Columns
 from recsys.config import CandidateConfig, Settings
 from recsys.events_index import IndexedEvents
+from recsys.feedback import positives
 from recsys.history import UserHistory
 from recsys.items import ItemTable, build_item_table
 from recsys.mf import Factors, fit_als, interaction_matrix
@@ -89,7 +90,7 @@ class CandidateModel:
     """A fitted stage 1."""
 
     factors: Factors
-    seen: sp.csr_matrix  # users x items, summed weights
+    seen: sp.csr_matrix  # users x items, summed weights of every event, negative ones included
     items: ItemTable
     item_index: ItemIndex  # over the item factors; what the ALS source searches
     history: UserHistory
@@ -134,13 +135,24 @@ def fit_candidate_model(
     settings: Settings,
     init_item_factors: np.ndarray | None = None,
 ) -> CandidateModel:
-    """Everything stage 1 learns from ``events`` (and nothing else), as of their last timestamp."""
+    """Everything stage 1 learns from ``events`` (and nothing else), as of their last timestamp.
+
+    Taste comes from positive events only (ALS, the item table, histories); every event, a skip
+    or a dislike included, removes its item from that user's candidates (recsys.feedback)."""
     seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
-    factors = fit_als(seen, settings.als, init_item_factors)
+    liked = events.only_positive()
+    if liked is not events:
+        events_df = positives(events_df)
+        seen_positive = interaction_matrix(
+            liked.user, liked.item, liked.weight, n_users, catalogue.height
+        )
+    else:
+        seen_positive = seen
+    factors = fit_als(seen_positive, settings.als, init_item_factors)
     as_of_ts = int(events.ts.max())
-    items = build_item_table(catalogue, events_df, events.item, factors.item, as_of_ts, devices)
+    items = build_item_table(catalogue, events_df, liked.item, factors.item, as_of_ts, devices)
     history = UserHistory.from_events(
-        events.user, events.item, events.ts, events.device, events.completion, n_users
+        liked.user, liked.item, liked.ts, liked.device, liked.completion, n_users
     )
     item_index = build_index(items.factors, settings.ann)
     inputs = SourceInputs(

@@ -2,7 +2,8 @@
 
 Normalised interactions: ``user_id`` and ``item_id`` (Int64 or String, as the user gave them),
 ``timestamp`` Int64 unix seconds, ``weight`` Float32 (1.0 when absent), ``device`` String
-(``"unknown"`` when absent), ``completion`` Float32 (null when absent). Sorted by timestamp.
+(``"unknown"`` when absent), ``completion`` Float32 (null when absent), ``type`` Enum of
+``recsys.feedback.EVENT_TYPES`` (``"watch"`` when absent). Sorted by timestamp.
 
 Normalised items: ``item_id`` (same dtype as in interactions), ``title`` String, ``genres`` String
 (pipe-separated, "" when absent), ``release_ts`` Int64 (null when absent), ``duration_min`` Float32

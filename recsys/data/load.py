@@ -13,6 +13,7 @@ import polars as pl
 from recsys.columns import UNKNOWN_DEVICE, Columns
 from recsys.data.dataset import Dataset
 from recsys.errors import DataError
+from recsys.feedback import DEFAULT_EVENT_TYPE, EVENT_TYPE_DTYPE, EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,21 @@ def _normalise_interactions(frame: pl.DataFrame, file: str) -> pl.DataFrame:
     device = _optional_text(frame, Columns.device, file, default=UNKNOWN_DEVICE)
     completion = _optional_float(frame, Columns.completion, file, default=None)
     _check_unit_interval(completion, Columns.completion, file)
-    return pl.DataFrame([user, item, ts, weight, device, completion])
+    event_type = _event_types(frame, file)
+    return pl.DataFrame([user, item, ts, weight, device, completion, event_type])
+
+
+def _event_types(frame: pl.DataFrame, file: str) -> pl.Series:
+    """The ``type`` column as ``EVENT_TYPE_DTYPE``; absent or null means a watch."""
+    text = _optional_text(frame, Columns.event_type, file, default=DEFAULT_EVENT_TYPE)
+    bad = text.filter(~text.is_in(list(EVENT_TYPES))).unique(maintain_order=True)
+    if bad.len():
+        raise DataError(
+            file,
+            f"column '{Columns.event_type}' has {_count(bad.len(), 'unknown event type')} "
+            f"(e.g. {_examples(bad)}): expected one of {', '.join(EVENT_TYPES)}",
+        )
+    return text.cast(EVENT_TYPE_DTYPE)
 
 
 # --- items ----------------------------------------------------------------------------------------

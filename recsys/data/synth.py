@@ -71,6 +71,7 @@ import polars as pl
 
 from recsys.columns import Columns
 from recsys.data.dataset import Dataset
+from recsys.feedback import DEFAULT_EVENT_TYPE, EVENT_TYPE_DTYPE
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -268,18 +269,11 @@ def generate_synthetic(
     if events_per_user < 2:
         raise ValueError(f"events_per_user must be >= 2, got {events_per_user}")
 
-    world_ss, users_ss = np.random.SeedSequence(seed).spawn(2)
-    world = _make_world(np.random.default_rng(world_ss), n_items, start_ts, days)
-
-    chunk = int(np.clip(_SEEN_BITMAP_BYTES // ((n_items + 7) // 8), 256, _MAX_CHUNK_USERS))
-    starts = range(0, n_users, chunk)
+    world, chunks = _plan(n_users, n_items, seed, start_ts, days)
     parts = [
-        _simulate_chunk(
-            np.random.default_rng(ss), world, first, min(chunk, n_users - first),
-            events_per_user, start_ts, days,
-        )
-        for first, ss in zip(starts, users_ss.spawn(len(starts)), strict=True)
-    ]  # fmt: skip
+        _simulate_chunk(rng, world, first, size, events_per_user, start_ts, days)
+        for first, size, rng in chunks
+    ]
     # Sort while the device is still a 1-byte code, then widen it; the chunks' numpy buffers are
     # shared with polars (no copy), so the peak is about two copies of the compact log.
     interactions = (
@@ -292,9 +286,96 @@ def generate_synthetic(
             pl.lit(1.0, dtype=pl.Float32).alias(Columns.weight),
             pl.col(Columns.device).replace_strict(dict(enumerate(DEVICES)), return_dtype=pl.String),
             Columns.completion,
+            pl.lit(DEFAULT_EVENT_TYPE, dtype=EVENT_TYPE_DTYPE).alias(Columns.event_type),
         )
     )
     return Dataset(interactions=interactions, items=_items_frame(world))
+
+
+def _plan(
+    n_users: int, n_items: int, seed: int, start_ts: int, days: int
+) -> tuple[_World, list[tuple[int, int, np.random.Generator]]]:
+    """The world, and the users in chunks (first user, size, generator): the seeds of both
+    depend only on ``seed``, so the ground truth replays exactly what the log was drawn from."""
+    world_ss, users_ss = np.random.SeedSequence(seed).spawn(2)
+    world = _make_world(np.random.default_rng(world_ss), n_items, start_ts, days)
+    chunk = int(np.clip(_SEEN_BITMAP_BYTES // ((n_items + 7) // 8), 256, _MAX_CHUNK_USERS))
+    starts = range(0, n_users, chunk)
+    return world, [
+        (first, min(chunk, n_users - first), np.random.default_rng(ss))
+        for first, ss in zip(starts, users_ss.spawn(len(starts)), strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class SyntheticPopulation:
+    """The ground truth behind ``generate_synthetic`` with the same arguments: what every user
+    of the log likes, and how they choose, for simulating their answers to recommendations.
+
+    ``utility`` is the generator's choice score without its session terms (what the previous
+    title was) and without the Gumbel noise of one choice: taste (style match, genre
+    preference), the item's popularity and freshness, and how the item suits the device and
+    the time of day. Users are ids ``0..n_users-1``, items ``0..n_items-1``.
+    """
+
+    world: _World
+    logpref: F32  # (U, G)
+    style: F32  # (U, _N_STYLE)
+    device_logmix: F64  # (U, 4)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.style)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.world.primary)
+
+    @property
+    def release_ts(self) -> I64:
+        return self.world.release_ts
+
+    def utility(self, users: I64, items: I64, ts: I64, device: I64) -> F32:
+        """Score of ``items[r, c]`` for ``users[r]`` at time ``ts[r]`` on ``device[r]`` (a code
+        of ``DEVICES``); ``-inf`` for items not released yet."""
+        w = self.world
+        hour = (ts // 3600) % 24
+        weekend = (ts // _DAY + 3) % 7 >= 5
+        slot = (weekend * 4 + _DAYPART_OF_HOUR[hour]).astype(np.int64)
+        age = ts[:, None] - w.release_ts[items]
+        score = _W_STYLE * np.einsum("rd,rcd->rc", self.style[users], w.style[items])
+        score += _W_GENRE * self.logpref[users[:, None], w.primary[items]]
+        score += _W_FRESH * np.exp(-np.maximum(age, 0) / _FRESH_TAU_S).astype(np.float32)
+        score += w.context_score[items, (device * 8 + slot)[:, None]]
+        return np.where(age >= 0, score, -np.inf).astype(np.float32)
+
+    def completion(self, rng: np.random.Generator, users: I64, items: I64, device: I64) -> F32:
+        """How much of each watched title the user watches (the generator's own model)."""
+        return _completion(rng, self.world, items, self.style[users], self.logpref[users], device)
+
+    def devices(self, rng: np.random.Generator, users: I64) -> I64:
+        """A device code per user, drawn from the user's own device mix."""
+        return _gumbel_argmax(rng, self.device_logmix[users])
+
+
+def synthetic_population(
+    n_users: int = 5000,
+    n_items: int = 1000,
+    seed: int = 0,
+    start_ts: int = 1_700_000_000,
+    days: int = 90,
+) -> SyntheticPopulation:
+    """The tastes of the users of ``generate_synthetic(n_users, n_items, seed, ..., start_ts,
+    days)``, replayed from the same seeds (no event is simulated: fast at any size).
+    ``events_per_user`` does not change who the users are, so it is not an argument."""
+    world, chunks = _plan(n_users, n_items, seed, start_ts, days)
+    drawn = [_draw_users(rng, world, size) for _, size, rng in chunks]
+    return SyntheticPopulation(
+        world=world,
+        logpref=np.concatenate([u.logpref for u in drawn]),
+        style=np.concatenate([u.style for u in drawn]),
+        device_logmix=np.concatenate([u.device_logmix for u in drawn]),
+    )
 
 
 def _items_frame(world: _World) -> pl.DataFrame:
@@ -509,6 +590,28 @@ def _sample_hours(rng: np.random.Generator, weights: F64, n: int) -> I64:
     return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), 23).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _Users:
+    """The tastes of a chunk's users, in the order drawn: ids first_user, first_user + 1, ..."""
+
+    logpref: F32  # (B, G) log genre preference
+    style: F32  # (B, _N_STYLE)
+    device_logmix: F64  # (B, 4) log share of each device
+
+
+def _draw_users(rng: np.random.Generator, world: _World, B: int) -> _Users:
+    """A persona plus personal noise per user: the first draws of each chunk's generator, so the
+    ground truth (``synthetic_population``) replays them without simulating any event."""
+    persona = rng.choice(_N_PERSONAS, size=B, p=world.persona_weight)
+    genre_logit = world.persona_genre[persona] + rng.normal(0.0, 0.6, (B, _G))
+    pref = np.exp(genre_logit - genre_logit.max(axis=1, keepdims=True))
+    pref /= pref.sum(axis=1, keepdims=True)
+    logpref = np.log(np.maximum(pref, _LOGPREF_FLOOR)).astype(np.float32)
+    style = (world.persona_style[persona] + rng.normal(0.0, 0.25, (B, _N_STYLE))).astype(np.float32)
+    device_logmix = np.log(np.maximum(rng.dirichlet(_DEVICE_PRIOR * 4.0, size=B), 1e-4))
+    return _Users(logpref, style, device_logmix)
+
+
 def _simulate_chunk(
     rng: np.random.Generator,
     world: _World,
@@ -527,17 +630,9 @@ def _simulate_chunk(
     n_items = len(world.primary)
     window_end = start_ts + days * _DAY
 
-    # Users: persona + personal noise.
-    persona = rng.choice(_N_PERSONAS, size=B, p=world.persona_weight)
-    genre_logit = world.persona_genre[persona] + rng.normal(0.0, 0.6, (B, _G))
-    pref = np.exp(genre_logit - genre_logit.max(axis=1, keepdims=True))
-    pref /= pref.sum(axis=1, keepdims=True)
-    logpref = np.log(np.maximum(pref, _LOGPREF_FLOOR)).astype(np.float32)
+    users = _draw_users(rng, world, B)
+    logpref, user_style, device_logmix = users.logpref, users.style, users.device_logmix
     mood_base = np.where(world.genre_size > 0, logpref, -np.inf)
-    user_style = (world.persona_style[persona] + rng.normal(0.0, 0.25, (B, _N_STYLE))).astype(
-        np.float32
-    )
-    device_logmix = np.log(np.maximum(rng.dirichlet(_DEVICE_PRIOR * 4.0, size=B), 1e-4))
 
     # Activity: lognormal, mean ~events_per_user. Capped so a user fits in the window and the
     # catalogue.

@@ -18,6 +18,7 @@ from recsys.data.dataset import Dataset
 from recsys.data.split import Split, leave_last_out, temporal_split, walk_forward
 from recsys.evaluation.records import Window
 from recsys.features import RequestContext
+from recsys.feedback import positives
 from recsys.ids import IdIndex
 from recsys.items import ItemTable
 
@@ -93,8 +94,9 @@ class HeldOutRequests:
 
 def held_out_requests(test: pl.DataFrame, users: IdIndex, items: ItemTable) -> HeldOutRequests:
     """One request per test user with train history (``users``: the build's), at the time and
-    device of their first held-out event; relevant items are all of their held-out items."""
-    test = test.sort(Columns.timestamp, maintain_order=True)
+    device of their first held-out event; relevant items are all of their held-out items that
+    they watched or clicked (a held-out skip or dislike is not something to recommend)."""
+    test = positives(test).sort(Columns.timestamp, maintain_order=True)
     dense = users.lookup(test[Columns.user])
     test = test.with_columns(pl.Series("_u", dense)).filter(pl.col("_u") >= 0)
     grouped = test.group_by("_u", maintain_order=True).agg(

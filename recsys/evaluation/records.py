@@ -215,3 +215,45 @@ def read_report(data: dict[str, Any]) -> EvalReport | CompareReport:
     if data.get("mode") == "compare":
         return CompareReport.model_validate(data)
     return EvalReport.model_validate(data)
+
+
+# --------------------------------------------------------------------------- online
+
+
+class MetricValue(Record):
+    value: float | None  # None: undefined for the group (nothing to divide by)
+    ci95: list[float] | None  # user-resampled bootstrap interval; None: not computed
+
+
+class OnlineGroup(Record):
+    """The online metrics of one group of answers (all of them, or one build, arm, ...)."""
+
+    impressions: int
+    users: int
+    items_shown: int
+    metrics: dict[str, MetricValue]  # online_metric_table key -> value
+
+
+class ArmComparison(Record):
+    """One arm against the champion: per metric, ``stats.TwoSampleResult.as_dict``."""
+
+    champion: str
+    challenger: str
+    metrics: dict[str, dict[str, Any]]
+
+
+class OnlineReport(Record):
+    """``online_report.json``: impressions joined with the events that followed them."""
+
+    since_ms: int | None  # the period asked for (None: from the start of the log)
+    until_ms: int | None
+    first_ms: int  # the first and last impression in it
+    last_ms: int
+    attribution_window_s: float
+    impressions: int
+    events: int
+    attributed_events: int
+    overall: OnlineGroup
+    breakdowns: dict[str, dict[str, OnlineGroup]]  # dimension -> value -> group
+    comparisons: list[ArmComparison]
+    resamples: int

@@ -522,8 +522,13 @@ def _md_block(block: Block) -> list[str]:
 
 def render_markdown(report: EvalReport | CompareReport, images: Collection[str] = ()) -> str:
     """Markdown; figures link ``<name>.png`` beside the file, for the names in ``images``."""
+    return markdown_of(sections(report, images))
+
+
+def markdown_of(blocks: Sequence[Section]) -> str:
+    """Sections as markdown (any report's: the offline and the online one share the layout)."""
     lines: list[str] = []
-    for section in sections(report, images):
+    for section in blocks:
         lines += ["#" * section.level + " " + section.title, ""]
         for block in section.blocks:
             lines += [*_md_block(block), ""]
@@ -576,11 +581,17 @@ def _html_block(block: Block, plots: Mapping[str, bytes]) -> str:
 
 def render_html(report: EvalReport | CompareReport, plots: Mapping[str, bytes]) -> str:
     """One self-contained HTML page: style inline, figures embedded as base64 PNG."""
+    title = f"Evaluation report: {report.dataset or ''}"
+    return html_of(title, sections(report, plots.keys()), plots)
+
+
+def html_of(title: str, blocks: Sequence[Section], plots: Mapping[str, bytes]) -> str:
+    """Sections as one self-contained HTML page (style inline, figures embedded)."""
     parts = []
-    for section in sections(report, plots.keys()):
+    for section in blocks:
         parts.append(f"<h{section.level}>{_inline(section.title)}</h{section.level}>")
         parts += [_html_block(block, plots) for block in section.blocks]
-    title = html.escape(f"Evaluation report: {report.dataset or ''}")
+    title = html.escape(title)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{_STYLE}</style></head>\n<body>\n"

@@ -123,6 +123,15 @@ class Ranker:
         """Scores with one thread by default: the API's setting (module docstring)."""
         return np.asarray(self.booster.predict(features, num_threads=num_threads), dtype=np.float32)
 
+    def contributions(self, features: np.ndarray) -> np.ndarray:
+        """SHAP values [rows, features + 1] (TreeSHAP, LightGBM's ``pred_contrib``): each
+        feature's share of each row's score, the last column the model's expected value; a row
+        sums to its score. Cost grows with trees x leaves x depth per row, so callers pass only
+        the rows they explain."""
+        return np.asarray(
+            self.booster.predict(features, pred_contrib=True, num_threads=1), dtype=np.float64
+        )
+
     def feature_importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance(importance_type="gain")
         return {n: float(g) for n, g in zip(FEATURE_NAMES, gains, strict=True)}

@@ -42,7 +42,7 @@ class LabelRequests:
     context: list[RequestContext]
     label_offsets: np.ndarray  # int64 [G+1]
     label_items: np.ndarray  # int32 [L]
-    label_grades: np.ndarray  # int32 [L] relevance grade of each label item, 1..3
+    label_grades: np.ndarray  # int32 [L] grade of each label item: 1..3, NEGATIVE_GRADE (a skip)
 
     def labels_of(self, g: int) -> tuple[np.ndarray, np.ndarray]:
         s, e = self.label_offsets[g], self.label_offsets[g + 1]
@@ -60,11 +60,22 @@ def relevance_grades(weight: np.ndarray, completion: np.ndarray) -> np.ndarray:
     return (1 + (quality >= 0.5) + (quality >= 0.9)).astype(np.int32)
 
 
+NEGATIVE_GRADE = -1
+"""A label event that says "not this" (a skip, a dislike: recsys.feedback). Its candidate is
+kept in the training set as a negative (relevance 0) rather than left to negative sampling."""
+
+
+def label_grades(labels: IndexedEvents) -> np.ndarray:
+    """Relevance grade of each label event: 1..3 for a positive event, NEGATIVE_GRADE else."""
+    grades = relevance_grades(labels.weight, labels.completion)
+    return np.where(labels.positive, grades, NEGATIVE_GRADE).astype(np.int32)
+
+
 def label_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRequests:
     """One request per labelled user, at the time and on the device of their first label event."""
     order = np.lexsort((labels.ts, labels.user))
     user, item = labels.user[order], labels.item[order]
-    grade = relevance_grades(labels.weight, labels.completion)[order]
+    grade = label_grades(labels)[order]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], len(user)]
     rng = np.random.default_rng(seed)
@@ -120,10 +131,10 @@ def build_training_set(
         for state, g in zip(states, groups, strict=True):
             n = len(state.cand_item)
             rel = candidate_relevance(state.cand_item, *requests.labels_of(g))
-            if rel.any():
+            if (rel > 0).any():
                 keep = sample_negatives(rel, n_neg, rng)
                 features.append(x[start : start + n][keep])
-                relevance.append(rel[keep])
+                relevance.append(np.maximum(rel[keep], 0))
                 sizes.append(len(keep))
             start += n
     if not sizes:
@@ -140,7 +151,8 @@ def build_training_set(
 def candidate_relevance(
     candidates: np.ndarray, label_items: np.ndarray, label_grades: np.ndarray
 ) -> np.ndarray:
-    """Grade of each candidate: its best label grade, 0 if it is not a label."""
+    """Grade of each candidate: its best label grade (a watch after a skip is a watch), 0 if it
+    is not a label, NEGATIVE_GRADE if its only labels are negative."""
     rel = np.zeros(len(candidates), dtype=np.int32)
     order = np.argsort(label_grades, kind="stable")  # later (higher) grades overwrite lower
     pos = {int(i): int(gr) for i, gr in zip(label_items[order], label_grades[order], strict=True)}
@@ -152,11 +164,12 @@ def candidate_relevance(
 def sample_negatives(
     relevance: np.ndarray, n_negatives: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Row positions to keep: every label, and up to ``n_negatives`` others, in candidate order."""
+    """Row positions to keep: every label (positive or negative), and up to ``n_negatives``
+    others, in candidate order."""
     neg = np.flatnonzero(relevance == 0)
     if len(neg) > n_negatives:
         neg = rng.choice(neg, n_negatives, replace=False)
-    return np.sort(np.concatenate([np.flatnonzero(relevance > 0), neg]))
+    return np.sort(np.concatenate([np.flatnonzero(relevance != 0), neg]))
 
 
 def training_data(

@@ -37,7 +37,7 @@ from redis.retry import Retry
 
 from recsys.config import RedisClientConfig, RedisServerConfig
 from recsys.errors import StoreError
-from recsys.store.server import redis_url_or_local
+from recsys.store.server import redis_url_or_local, running_server_url
 
 log = logging.getLogger(__name__)
 
@@ -249,3 +249,23 @@ def open_redis(
             yield client, resolved
         finally:
             client.close()
+
+
+@contextmanager
+def open_shared_redis(
+    url: str | None,
+    local_data_dir: Path,
+    *,
+    client_cfg: RedisClientConfig | None = None,
+    server_cfg: RedisServerConfig | None = None,
+) -> Iterator[SyncStore]:
+    """``open_redis`` for commands that read or flip what serving uses (``recsys ab promote``,
+    the online report, the event export): without a URL, the local server that a running
+    ``recsys serve`` holds on ``local_data_dir``, when there is one, rather than a refusal."""
+    with open_redis(
+        url or running_server_url(local_data_dir),
+        local_data_dir,
+        client_cfg=client_cfg,
+        server_cfg=server_cfg,
+    ) as (client, _):
+        yield client

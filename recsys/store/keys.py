@@ -2,7 +2,10 @@
 land in one Redis Cluster slot: one pipelined round trip per request even on a cluster."""
 
 import hashlib
+import zlib
 from dataclasses import dataclass
+
+from recsys.experiment import DEFAULT_BUILD_NAME
 
 
 def _tagged(user_id: str) -> str:
@@ -22,6 +25,25 @@ class Keys:
     def current(self) -> str:
         """Holds the version of the build that serving should use; written last by a build."""
         return f"{self.prefix}:current"
+
+    def pointer(self, name: str = DEFAULT_BUILD_NAME) -> str:
+        """The newest build of a build line (``recsys build --name``): the champion's is
+        ``current``, as before lines had names, so every reader of ``current`` still works."""
+        return self.current if name == DEFAULT_BUILD_NAME else f"{self.prefix}:current:{name}"
+
+    @property
+    def build_names(self) -> str:
+        """Hash build version -> the name of its line; a version missing is a champion build."""
+        return f"{self.prefix}:build-names"
+
+    def impressions(self, shard: int) -> str:
+        """Stream of answers shown (``recsys.store.feedback_log``), one of ``log.shards``; the
+        hash tag differs per shard, so on a Redis Cluster the shards spread over slots."""
+        return f"{self.prefix}:imp:{{imp{shard}}}"
+
+    def event_log(self, shard: int) -> str:
+        """Stream of events posted, sharded like the impressions (tags of their own)."""
+        return f"{self.prefix}:evlog:{{ev{shard}}}"
 
     @property
     def builds(self) -> str:
@@ -73,6 +95,11 @@ class Keys:
     def events(self, user_id: str) -> str:
         """Real-time events of a user (build-independent, capped list, newest first)."""
         return f"{self.prefix}:ev:{_tagged(user_id)}"
+
+    @staticmethod
+    def shard_of(user_id: str, shards: int) -> int:
+        """The log shard of a user: CRC-32 of the id, so every worker and reader agrees."""
+        return zlib.crc32(user_id.encode("utf-8", "surrogatepass")) % shards
 
     @property
     def events_pattern(self) -> str:

@@ -69,6 +69,7 @@ __all__ = [
     "RedisBinary",
     "find_redis_server",
     "redis_url_or_local",
+    "running_server_url",
     "select_redis_server",
 ]
 
@@ -793,6 +794,28 @@ class _LockHolder:
             "keeps the data), point this command at that server with --redis-url, or use "
             "another directory."
         )
+
+
+def running_server_url(data_dir: Path) -> str | None:
+    """The URL of the LocalRedis a live command (``recsys serve``, say) runs on ``data_dir``,
+    from the lock and owner files; None when the dir is free or its server is an orphan.
+    Commands that only read or flip a pointer (``recsys ab promote``, the online report) talk
+    to that server rather than being refused the dir; they never stop or reconfigure it."""
+    path = Path(data_dir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    try:
+        with path.open("a+", encoding="utf-8") as f:
+            if _try_flock(f):  # nobody holds it (closing the file releases the lock)
+                return None
+            holder = _LockHolder.read(Path(data_dir), f)
+    except OSError:
+        return None
+    if holder.orphan_url is not None or holder.owner_pid is None:
+        return None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return str(json.loads((Path(data_dir) / OWNER_FILE).read_text())["url"])
+    return None
 
 
 def _short_temp_dir() -> Path:

@@ -21,6 +21,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from recsys.errors import StoreError
+from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.store.connect import AsyncStore, SyncStore
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
@@ -48,12 +49,20 @@ def _events(raw: list[bytes]) -> list[WatchEvent]:
 
 
 class BuildWriter:
-    """Writes one build's user states and publishes it (``recsys.gc`` removes old builds)."""
+    """Writes one build's user states and publishes it as the newest build of its line
+    (``name``; ``recsys.gc`` removes old builds)."""
 
-    def __init__(self, client: SyncStore, keys: Keys, build_version: str) -> None:
+    def __init__(
+        self,
+        client: SyncStore,
+        keys: Keys,
+        build_version: str,
+        name: str = DEFAULT_BUILD_NAME,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.build_version = build_version
+        self.name = name
 
     def write(self, states: Iterable[tuple[str, bytes]], batch_size: int = 1000) -> Iterator[int]:
         """Write (user_id, packed state) pairs; yields the number written after each batch."""
@@ -85,14 +94,16 @@ class BuildWriter:
         wait_replicated(self.client, timeout_s)
 
     def publish(self) -> None:
-        """Mark this build ready, register it, and flip the current-build pointer to it, last,
-        so a reader never sees a half-written build. Registered under Redis' clock (TIME), the
-        one clock every host that collects garbage compares with. Returns once the replicas
-        hold the new pointer too."""
+        """Mark this build ready, register it (with its line, when not the champion's), and flip
+        its line's pointer to it, last, so a reader never sees a half-written build. Registered
+        under Redis' clock (TIME), the one clock every host that collects garbage compares
+        with. Returns once the replicas hold the new pointer too."""
         now_s, now_us = self.client.time()
         self.client.set(self.keys.build_ready(self.build_version), b"1")
+        if self.name != DEFAULT_BUILD_NAME:
+            self.client.hset(self.keys.build_names, self.build_version, self.name)
         self.client.zadd(self.keys.builds, {self.build_version: now_s + now_us / 1e6})
-        self.client.set(self.keys.current, self.build_version)
+        self.client.set(self.keys.pointer(self.name), self.build_version)
         wait_replicated(self.client, REPLICATION_TIMEOUT_S)
 
     def abort(self) -> None:
@@ -127,7 +138,40 @@ def delete_build(client: SyncStore, keys: Keys, build_version: str) -> int:
     client.delete(keys.build_ready(build_version))
     deleted = unlink_matching(client, keys.build_pattern(build_version))
     client.zrem(keys.builds, build_version)
+    client.hdel(keys.build_names, build_version)
     return deleted
+
+
+def build_lines(client: SyncStore, keys: Keys) -> dict[str, str]:
+    """Build version -> the name of its line, for every build published under a name other
+    than the champion's; a version absent is a champion build."""
+    raw = client.hgetall(keys.build_names)
+    return {_text(v): _text(n) for v, n in raw.items()}
+
+
+def line_pointers(client: SyncStore, keys: Keys) -> dict[str, str]:
+    """Line name -> the build its pointer names, for the champion and every named line."""
+    names = {DEFAULT_BUILD_NAME, *build_lines(client, keys).values()}
+    found = {name: current_build(client, keys, name) for name in sorted(names)}
+    return {name: version for name, version in found.items() if version is not None}
+
+
+def promote(client: SyncStore, keys: Keys, name: str) -> tuple[str | None, str]:
+    """Point the champion at the newest build of ``name``: (previous champion, new champion).
+
+    One SET: a serving worker swaps the build in as it swaps any new build in (no restart, no
+    failed request), on its next poll; garbage collection keeps every build a line points to.
+    Returns once the replicas hold the new pointer, as ``BuildWriter.publish`` does: a master
+    lost right after the flip must not bring the old champion back."""
+    if name == DEFAULT_BUILD_NAME:
+        raise StoreError(f"{name} is the champion already; promote another build line")
+    version = current_build(client, keys, name)
+    if version is None:
+        raise StoreError(f"no build named {name!r} in Redis (recsys build --name {name})")
+    previous = current_build(client, keys)
+    client.set(keys.current, version)
+    wait_replicated(client, REPLICATION_TIMEOUT_S)
+    return previous, version
 
 
 def unlink_matching(client: SyncStore, pattern: str, batch_size: int = 5000) -> int:
@@ -148,13 +192,14 @@ def unlink_matching(client: SyncStore, pattern: str, batch_size: int = 5000) -> 
     return deleted
 
 
-def current_build(client: SyncStore, keys: Keys) -> str | None:
-    """The published build's version; None when there is none or the pointer holds anything
-    but a build version (logged)."""
-    raw = client.get(keys.current)
+def current_build(client: SyncStore, keys: Keys, name: str = DEFAULT_BUILD_NAME) -> str | None:
+    """The newest build of the line ``name`` (the champion's: the build served by default);
+    None when there is none or the pointer holds anything but a build version (logged)."""
+    pointer = keys.pointer(name)
+    raw = client.get(pointer)
     if raw is None:
         return None
-    valid = valid_versions([_text(raw)], f"redis key {keys.current}")
+    valid = valid_versions([_text(raw)], f"redis key {pointer}")
     return valid[0] if valid else None
 
 
@@ -179,9 +224,11 @@ def read_states(
     return list(pipe.execute())
 
 
-async def current_build_async(client: AsyncStore, keys: Keys) -> str | None:
-    """The pointer's raw text (checked by the caller, which reports a bad one once)."""
-    raw = await client.get(keys.current)
+async def current_build_async(
+    client: AsyncStore, keys: Keys, name: str = DEFAULT_BUILD_NAME
+) -> str | None:
+    """The line's pointer's raw text (checked by the caller, which reports a bad one once)."""
+    raw = await client.get(keys.pointer(name))
     return _text(raw) if raw is not None else None
 
 
