@@ -16,7 +16,10 @@ import httpx2 as httpx
 import pytest
 from redis.cluster import key_slot
 
+from recsys.config import FeedbackLogConfig
 from recsys.net import free_port
+from recsys.store.connect import client_for
+from recsys.store.feedback_log import read_impressions
 from recsys.store.local_cluster import LocalRedisCluster
 from tests.test_api_support import Built, build_small
 
@@ -34,6 +37,7 @@ class Shot:
     client_ms: float
     server_ms: float | None
     fallback: str | None
+    request_id: str | None = None
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +113,7 @@ def _fire(base: str, victims: list[str], others: list[str], stop: threading.Even
                         _ms(started),
                         body.get("latency_ms"),
                         body.get("fallback"),
+                        body.get("request_id"),
                     )
                 )
             i += 1
@@ -249,3 +254,18 @@ def test_killing_a_master_mid_traffic_fails_over_without_a_5xx(
     assert {s.status for s in events} <= {202, 503}
     assert all(s.status == 202 for s in events if s.at >= promoted_at + 1.0)
     assert all(s.status == 202 for s in events if not s.victim)
+    # the impression log healed too: answers after the promotion are logged, the streams of
+    # the dead master's shards included (each master holds some of the 8 shards' hash tags)
+    shown = {s.request_id for s in settled if s.request_id}
+    assert len(shown) == len(settled)
+    logged: set[str] = set()
+    client = client_for(redis_cluster.url)
+    try:
+        deadline = time.monotonic() + 10  # a batch is written every log.flush_ms
+        while not shown <= logged and time.monotonic() < deadline:
+            shards = FeedbackLogConfig().shards
+            logged = {i.request_id for i in read_impressions(client, built.keys, shards)}
+            time.sleep(0.2)
+    finally:
+        client.close()
+    assert len(shown & logged) >= 0.99 * len(shown), (len(shown & logged), len(shown))

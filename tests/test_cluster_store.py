@@ -34,8 +34,11 @@ from recsys.store.local_cluster import LocalRedisCluster
 from recsys.store.user_store import (
     BuildWriter,
     append_event_async,
+    current_build,
     delete_build,
+    line_pointers,
     master_stats,
+    promote,
     read_user,
     read_user_async,
 )
@@ -184,6 +187,42 @@ def test_a_build_waits_for_the_replicas_before_it_can_be_published(
     finally:
         redis_cluster.resume_node(replica)
     writer.wait_replicated(timeout_s=30)  # caught up once the replica runs again
+    redis_cluster.wait_healthy()
+
+
+def test_build_lines_and_promotion_on_the_cluster_wait_for_the_replicas(
+    redis_cluster: LocalRedisCluster, cluster_client: RedisCluster
+) -> None:
+    """Issue 15's build lines on a cluster: each line's pointer is its own key, and a promotion
+    (one SET of the champion's pointer) returns only once the replicas hold it, like a
+    publication: a master lost right after the flip must not bring the old champion back."""
+    keys = Keys("test-lines")
+    for version, name in (
+        ("20260101T000000Z-aaaaaa", "champion"),
+        ("20260101T000001Z-bbbbbb", "challenger"),
+    ):
+        writer = BuildWriter(cluster_client, keys, version, name)
+        list(writer.write([("u1", version.encode())]))
+        writer.publish()
+    assert line_pointers(cluster_client, keys) == {
+        "champion": "20260101T000000Z-aaaaaa",
+        "challenger": "20260101T000001Z-bbbbbb",
+    }
+    assert promote(cluster_client, keys, "challenger") == (
+        "20260101T000000Z-aaaaaa",
+        "20260101T000001Z-bbbbbb",
+    )
+    assert current_build(cluster_client, keys) == "20260101T000001Z-bbbbbb"
+    # with the replica of the pointer's master stopped, the promotion cannot be acknowledged
+    master = redis_cluster.port_of_slot(key_slot(keys.current.encode()))
+    [replica] = next(reps for port, reps in redis_cluster.slot_owners().values() if port == master)
+    cluster_client.set(keys.current, "20260101T000000Z-aaaaaa")
+    redis_cluster.pause_node(replica)
+    try:
+        with pytest.raises(StoreError, match=f"127.0.0.1:{master}.*promote again"):
+            promote(cluster_client, keys, "challenger", replication_timeout_s=1.0)
+    finally:
+        redis_cluster.resume_node(replica)
     redis_cluster.wait_healthy()
 
 

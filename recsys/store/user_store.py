@@ -156,7 +156,9 @@ def line_pointers(client: SyncStore, keys: Keys) -> dict[str, str]:
     return {name: version for name, version in found.items() if version is not None}
 
 
-def promote(client: SyncStore, keys: Keys, name: str) -> tuple[str | None, str]:
+def promote(
+    client: SyncStore, keys: Keys, name: str, replication_timeout_s: float = REPLICATION_TIMEOUT_S
+) -> tuple[str | None, str]:
     """Point the champion at the newest build of ``name``: (previous champion, new champion).
 
     One SET: a serving worker swaps the build in as it swaps any new build in (no restart, no
@@ -170,7 +172,11 @@ def promote(client: SyncStore, keys: Keys, name: str) -> tuple[str | None, str]:
         raise StoreError(f"no build named {name!r} in Redis (recsys build --name {name})")
     previous = current_build(client, keys)
     client.set(keys.current, version)
-    wait_replicated(client, REPLICATION_TIMEOUT_S)
+    wait_replicated(
+        client,
+        replication_timeout_s,
+        late=f"{keys.current} names {version} on its master only: promote again once they run",
+    )
     return previous, version
 
 
@@ -281,8 +287,11 @@ def master_stats(client: SyncStore) -> list[MasterStats]:
     return out
 
 
-def wait_replicated(client: SyncStore, timeout_s: float, poll_s: float = 0.05) -> None:
-    """Until each master's replicas have acknowledged its replication offset as of now.
+def wait_replicated(
+    client: SyncStore, timeout_s: float, poll_s: float = 0.05, late: str = "not publishing"
+) -> None:
+    """Until each master's replicas have acknowledged its replication offset as of now;
+    ``late`` ends the error's message when they have not within ``timeout_s``.
 
     Offsets instead of WAIT: WAIT counts only the writes of the connection it is sent on, and
     a build writes through many connections (and, sharded, through many processes)."""
@@ -303,7 +312,5 @@ def wait_replicated(client: SyncStore, timeout_s: float, poll_s: float = 0.05) -
             return
         if time.monotonic() > deadline:
             names = ", ".join(name for name, _, _ in pending)
-            raise StoreError(
-                f"replicas of {names} did not catch up within {timeout_s:g}s; not publishing"
-            )
+            raise StoreError(f"replicas of {names} did not catch up within {timeout_s:g}s; {late}")
         time.sleep(poll_s)
