@@ -28,6 +28,9 @@ from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
+# Seconds between two slot-map refreshes of the log's client after failed batches.
+LOG_SLOT_REFRESH_S = 0.5
+
 MAX_BATCH = 2000  # impressions per pipeline: bounds one write's size and time
 
 
@@ -65,8 +68,11 @@ class ImpressionLog:
         self._backlog: deque[Impression] = deque()
         self._timeout_s = cfg.write_timeout_ms / 1000
         # a failed pipeline on a cluster does not re-read the slot map by itself: without
-        # this, the shards of a failed-over master would stay unwritable (issue 11)
-        self.slots = SlotMapRefresher(client)
+        # this, the shards of a failed-over master would stay unwritable (issue 11). Rarer
+        # than the request paths' refreshes (a refresh holds the event loop ~5 ms, measured
+        # on the test cluster): the log may lose half a second of answers, a request may not
+        # lose its deadline.
+        self.slots = SlotMapRefresher(client, min_interval_s=LOG_SLOT_REFRESH_S)
 
     def record(self, impression: Impression) -> None:
         """Queue one impression; never blocks, never raises."""

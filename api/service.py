@@ -167,17 +167,23 @@ class RecommendationService:
         cfg, log = self.cfg, self.log_cfg
         logged = LoggedEvent(user_id, event, now_ms()) if log.enabled else None
         pause_s = WRITE_RETRY_FIRST_S
+        appended = False
         async with asyncio.timeout(self.event_timeout_s):
             while True:
                 try:
-                    await append_event_async(
-                        self.event_client,
-                        self.keys,
-                        user_id,
-                        event,
-                        cfg.max_events_per_user,
-                        cfg.events_ttl_s,
-                    )
+                    if not appended:
+                        await append_event_async(
+                            self.event_client,
+                            self.keys,
+                            user_id,
+                            event,
+                            cfg.max_events_per_user,
+                            cfg.events_ttl_s,
+                        )
+                        # a retry for the log alone must not push the event again: on a
+                        # cluster the log's shard can be down (failover) while the list's
+                        # master is up, and each retry added a copy (issue 11)
+                        appended = True
                     if logged is not None:
                         await log_event_async(
                             self.event_client, self.keys, log.shards, log.max_events, logged
