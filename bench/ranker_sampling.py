@@ -1,17 +1,26 @@
-"""What sampling the ranker's training requests costs: NDCG@10 on fixed held-out requests
-against the number of training requests (``ranker.max_train_groups``, 20,000 by default).
+"""What sampling the ranker's training users costs: NDCG@10 on fixed held-out users against the
+share of the other users whose requests the ranker trains on, and the training time.
 
-    python bench/ranker_sampling.py bench-output/data/synth-medium \\
-        [--groups 1250,2500,5000,10000,20000,40000] [--test 10000] [--pool N] [--out FILE]
+    python bench/ranker_sampling.py bench-output/data/synth-m50 \\
+        [--fractions 0.1,0.2,0.5,1] [--test-users 5000] [--blocks 10] [--out FILE]
 
-One build's worth of work, done once: the label split, stage 1 on the history, and every
-labelled request (no sampling). A fixed random ``--test`` of those requests is held out and
-scored on all of its candidates (not the negatives-sampled rows training sees): NDCG@10 with
-LightGBM's graded gains (2^grade - 1), the metric the ranker is early-stopped on, averaged over
-every held-out request (0 where stage 1 missed every label). The rest is the training pool;
-each size trains the build's own ``train_ranker`` on the first N of one fixed permutation of it
-(nested samples, so differences are the sample size, not the draw), with its own validation
-split and early stopping, and records the training time.
+One build's worth of work, done once: the label split (the build's own, ``ranker.label_split``),
+stage 1 on the history, and every labelled request with no sampling
+(``labelled_requests(..., max_requests=all)``). Users, not requests, are split: a fixed random
+``--test-users`` are held out, and each of their requests is scored on all of its candidates
+(not the negatives-sampled rows training sees) with NDCG@10 and LightGBM's graded gains
+(2^grade - 1; a skip's negative grade counts 0), averaged over every held-out request (0 where
+stage 1 missed every positive label). The other users, in one fixed random order, are cut into
+``--blocks`` blocks whose training rows are built by the build's own ``build_training_set``; a
+fraction f trains the build's own ``train_ranker`` (its validation split, early stopping) on
+the first f x blocks blocks: nested samples, so differences come from the sample size, not the
+draw. Each row gives NDCG@10 with a 95% bootstrap interval over the held-out requests, and the
+paired difference from the largest sample with its own interval (same requests, resampled
+together), the training requests and rows, and the training time.
+
+The build itself trains on ``ranker.max_train_groups`` requests (20,000 by default) drawn at
+random from every labelled request, whatever the number of users; the output says which
+fraction of this log's users that corresponds to.
 """
 
 import argparse
@@ -24,6 +33,7 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
+from provenance import git_commit, load_average
 
 from recsys.candidates.model import CandidateModel
 from recsys.columns import Columns
@@ -35,6 +45,7 @@ from recsys.ids import IdIndex
 from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import TrainingSet, train_ranker
 from recsys.ranking.training_set import (
+    EarlierEvents,
     LabelRequests,
     build_training_set,
     candidate_relevance,
@@ -43,27 +54,46 @@ from recsys.ranking.training_set import (
     request_states,
 )
 
+BOOTSTRAP = 2000
+
+
+def _slices(offsets: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    parts = [np.arange(offsets[g], offsets[g + 1]) for g in picks]
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+def _offsets(offsets: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    return np.r_[0, np.cumsum(offsets[picks + 1] - offsets[picks])].astype(np.int64)
+
 
 def subset(requests: LabelRequests, picks: np.ndarray) -> LabelRequests:
-    items, grades, offsets = [], [], [0]
-    for g in picks:
-        i, gr = requests.labels_of(int(g))
-        items.append(i)
-        grades.append(gr)
-        offsets.append(offsets[-1] + len(i))
+    """The requests at positions ``picks``, with their labels and earlier events."""
+    rows = _slices(requests.label_offsets, picks)
+    earlier = None
+    if (e := requests.earlier) is not None:
+        ev = _slices(e.offsets, picks)
+        earlier = EarlierEvents(
+            offsets=_offsets(e.offsets, picks),
+            item=e.item[ev],
+            ts=e.ts[ev],
+            device=e.device[ev],
+            completion=e.completion[ev],
+            positive=e.positive[ev],
+        )
     return LabelRequests(
         users=requests.users[picks],
         context=[requests.context[int(g)] for g in picks],
-        label_offsets=np.asarray(offsets, dtype=np.int64),
-        label_items=np.concatenate(items).astype(np.int32),
-        label_grades=np.concatenate(grades).astype(np.int32),
+        label_offsets=_offsets(requests.label_offsets, picks),
+        label_items=requests.label_items[rows],
+        label_grades=requests.label_grades[rows],
+        earlier=earlier,
     )
 
 
 def ndcg_at_10(scores: np.ndarray, relevance: np.ndarray) -> float:
-    if not relevance.any():
+    gains = 2.0 ** np.maximum(relevance, 0).astype(np.float64) - 1
+    if not gains.any():
         return 0.0
-    gains = 2.0 ** relevance.astype(np.float64) - 1
     discounts = 1 / np.log2(np.arange(2, 12))
     top = np.argsort(-scores, kind="stable")[:10]
     ideal = np.sort(gains)[::-1][:10]
@@ -88,31 +118,30 @@ def held_out(
     return out
 
 
-def first_groups(ts: TrainingSet, n: int) -> TrainingSet:
-    rows = int(ts.group_sizes[:n].sum())
-    return TrainingSet(ts.features[:rows], ts.relevance[:rows], ts.group_sizes[:n])
+def concat(parts: list[TrainingSet]) -> TrainingSet:
+    return TrainingSet(
+        np.concatenate([p.features for p in parts]),
+        np.concatenate([p.relevance for p in parts]),
+        np.concatenate([p.group_sizes for p in parts]),
+    )
 
 
-def shuffled(ts: TrainingSet, seed: int) -> TrainingSet:
-    offsets = np.r_[0, np.cumsum(ts.group_sizes)]
-    order = np.random.default_rng(seed).permutation(len(ts.group_sizes))
-    rows = np.concatenate([np.arange(offsets[g], offsets[g + 1]) for g in order])
-    return TrainingSet(ts.features[rows], ts.relevance[rows], ts.group_sizes[order])
+def interval(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean."""
+    idx = rng.integers(0, len(values), size=(BOOTSTRAP, len(values)))
+    means = values[idx].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("data", type=Path)
-    p.add_argument("--groups", default="1250,2500,5000,10000,20000,40000")
-    p.add_argument("--test", type=int, default=10_000)
-    p.add_argument(
-        "--pool",
-        type=int,
-        help="training pool: this many of the other requests (default: all of them); the "
-        "training set of every request is most of the run's time at 200k users",
-    )
+    p.add_argument("--fractions", default="0.1,0.2,0.5,1")
+    p.add_argument("--test-users", type=int, default=5_000)
+    p.add_argument("--blocks", type=int, default=10, help="the smallest fraction is 1/blocks")
     p.add_argument("--out", type=Path, default=Path("bench-output/ranker_sampling.json"))
     args = p.parse_args()
+    load_before = load_average()
     settings = Settings()
     cfg = settings.ranker
     dataset = load_dataset(args.data)
@@ -121,56 +150,102 @@ def main() -> None:
     t = time.perf_counter()
     split = split_for_labels(dataset.interactions, cfg)
     window = fit_on_history(split, dataset.items, item_ids, devices, settings)
-    model, users = window.candidate_model, window.users
-    every = labelled_requests(window, devices, 10**9, cfg.seed)
-    n = len(every.users)
-    order = np.random.default_rng(7).permutation(n)
-    test = subset(every, np.sort(order[: args.test]))
-    end = args.test + args.pool if args.pool else n
-    pool = subset(every, np.sort(order[args.test : end]))
-    scored = held_out(test, model, settings)
-    training = shuffled(build_training_set(pool, model, settings), seed=11)
-    prep_s = time.perf_counter() - t
-    stage1_ndcg = float(np.mean([ndcg_at_10(s, r) for _, s, r in scored]))
-    print(f"{n:,} labelled requests, {len(training.group_sizes):,} trainable; prep {prep_s:.0f}s")
+    model = window.candidate_model
+    every = labelled_requests(window, devices, 10**12, cfg.seed)
+    fit_s = time.perf_counter() - t
 
+    users = np.unique(every.users)
+    order = np.random.default_rng(7).permutation(users)
+    test_users = order[: args.test_users]
+    pool_users = order[args.test_users :]
+    is_test = np.isin(every.users, test_users)
+    test = subset(every, np.flatnonzero(is_test))
+    t = time.perf_counter()
+    scored = held_out(test, model, settings)
+    score_s = time.perf_counter() - t
+    # the pool's users in blocks of the fixed order; a block's requests keep their order
+    block_of_user = {int(u): i * args.blocks // len(pool_users) for i, u in enumerate(pool_users)}
+    request_block = np.array(
+        [block_of_user.get(int(u), -1) for u in every.users.tolist()], dtype=np.int64
+    )
+    t = time.perf_counter()
+    blocks = [
+        build_training_set(subset(every, np.flatnonzero(request_block == b)), model, settings)
+        for b in range(args.blocks)
+    ]
+    training_set_s = time.perf_counter() - t
+    block_requests = [int((request_block == b).sum()) for b in range(args.blocks)]
+    block_users = np.bincount(list(block_of_user.values()), minlength=args.blocks)
+    stage1 = np.array([ndcg_at_10(s, r) for _, s, r in scored])
+    print(
+        f"{len(users):,} users, {len(every.users):,} labelled requests; held out "
+        f"{len(test_users):,} users ({len(scored):,} requests); stage 1 + requests {fit_s:.0f}s, "
+        f"held-out features {score_s:.0f}s, training sets {training_set_s:.0f}s",
+        flush=True,
+    )
+
+    fractions = sorted({float(f) for f in args.fractions.split(",")})
+    per_request: dict[float, np.ndarray] = {}
     rows: list[dict[str, Any]] = []
-    sizes = [int(g) for g in args.groups.split(",")] + [len(training.group_sizes)]
-    for size in sorted({min(s, len(training.group_sizes)) for s in sizes}):
-        part = first_groups(training, size)
+    for f in fractions:
+        k = max(1, round(f * args.blocks))
+        part = concat(blocks[:k])
         t = time.perf_counter()
         result = train_ranker(part, cfg)
         train_s = time.perf_counter() - t
-        ndcg = float(
-            np.mean(
-                [
-                    ndcg_at_10(result.booster.predict(x, num_iteration=result.best_iteration), r)
-                    for x, _, r in scored
-                ]
-            )
+        ndcg = np.array(
+            [
+                ndcg_at_10(result.booster.predict(x, num_iteration=result.best_iteration), r)
+                for x, _, r in scored
+            ]
         )
+        per_request[f] = ndcg
+        lo, hi = interval(ndcg, np.random.default_rng(3))
         row = {
-            "train_groups": size,
+            "fraction_of_users": f,
+            "users": int(block_users[:k].sum()),
+            "requests": sum(block_requests[:k]),
+            "train_groups": len(part.group_sizes),  # requests with a label in the candidates
             "rows": int(part.group_sizes.sum()),
             "trees": result.best_iteration,
             "train_s": round(train_s, 1),
-            "ndcg@10": round(ndcg, 5),
+            "ndcg@10": round(float(ndcg.mean()), 5),
+            "ndcg@10_ci95": [round(lo, 5), round(hi, 5)],
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
+    top = per_request[fractions[-1]]
+    for row, f in zip(rows, fractions, strict=True):
+        diff = per_request[f] - top
+        lo, hi = interval(diff, np.random.default_rng(5))
+        row["diff_vs_largest"] = round(float(diff.mean()), 5)
+        row["diff_vs_largest_ci95"] = [round(lo, 5), round(hi, 5)]
+    all_requests = len(every.users)
     out = {
         "data": str(args.data),
+        "commit": git_commit(),
         "users": len(users),
         "label_split": split.mode,
-        "labelled_requests": n,
-        "pool_requests": end - args.test,
-        "trainable_requests": len(training.group_sizes),
+        "labels_per_user": cfg.labels_per_user,
+        "labelled_requests": all_requests,
+        "build_samples_requests": cfg.max_train_groups,
+        "build_sample_share_of_requests": round(min(1.0, cfg.max_train_groups / all_requests), 4),
+        "test_users": len(test_users),
         "test_requests": len(scored),
-        "test_with_label_in_candidates": int(sum(r.any() for _, _, r in scored)),
-        "stage1_ndcg@10": round(stage1_ndcg, 5),
-        "prep_s": round(prep_s, 1),
+        "test_with_positive_label_in_candidates": int(sum((r > 0).any() for _, _, r in scored)),
+        "stage1_ndcg@10": round(float(stage1.mean()), 5),
+        "stage1_ndcg@10_ci95": [round(x, 5) for x in interval(stage1, np.random.default_rng(3))],
+        "prep_s": {
+            "stage1_and_requests": round(fit_s, 1),
+            "held_out_features": round(score_s, 1),
+            "training_sets": round(training_set_s, 1),
+        },
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
         "rows": rows,
     }
+    print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
 

@@ -29,6 +29,8 @@ from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from provenance import git_commit
+
 from recsys.config import Settings
 from recsys.data.dataset import write_dataset
 from recsys.data.load import load_dataset
@@ -129,6 +131,7 @@ def main() -> None:
     cpu = sum(w.cpu_s for w in sharding.workers)
     result: dict[str, Any] = {
         "size": args.size,
+        "commit": git_commit(),
         "workers": args.workers,
         "engine": sharding.engine,
         "redis": args.redis,
