@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast check contract format bench bench-scale report loadtest chaos screenshots clean
+.PHONY: demo test test-fast check contract format bench bench-scale report loadtest chaos screenshots peers clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -102,6 +102,19 @@ chaos: $(STAMP)
 # synthetic build with traffic; ~2 minutes.
 screenshots: $(STAMP)
 	$(BIN)/python bench/screenshots.py --out docs/img
+
+# Peers side by side (docs/BENCHMARKS.md): SASRec, EASE, ALS, Markov and the two-stage, under
+# our protocol and metrics. Installs the peers extra (torch's CPU build, from PyTorch's index:
+# PyPI's Linux wheel brings CUDA) and RecTools without its numpy<2 pin; about an hour on 2 cores.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+PEERS_STAMP := $(VENV)/.peers-stamp
+$(PEERS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --extra-index-url $(TORCH_INDEX) -e '.[dev,peers]'
+	$(BIN)/python -m pip install --quiet --no-deps rectools==0.19.0
+	@touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+	$(BIN)/python bench/peers.py --out bench-output/peers
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info

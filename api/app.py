@@ -135,9 +135,7 @@ def _lifespan(
         app.state.holder = arms.champion
         app.state.service = service
         app.state.impressions = impressions
-        app.state.dashboard = Dashboard(
-            settings, artifacts, arms.champion, service, LiveTraffic(metrics)
-        )
+        app.state.dashboard = Dashboard(settings, artifacts, arms, service, LiveTraffic(metrics))
         stop = asyncio.Event()
         # the background tasks use the event pool: its timeout is the longer one
         every_s = report_interval_s(cfg.build_poll_s)

@@ -157,8 +157,10 @@ class RecommendationResponse(BaseModel):
     )
     fallback: FallbackReason | None = Field(
         description=(
-            "null when the two-stage ranker answered; otherwise why not. cold-start: the build "
-            "does not know the user (popular items minus their recent events). "
+            "null when the two-stage ranker answered (a user the build does not know is ranked "
+            "from the events they posted); otherwise why not. cold-start: the build does not "
+            "know the user and none of their events names an item it knows (popular items "
+            "minus their recent events). "
             "redis-unavailable: Redis failed or was too slow (popular items held in memory). "
             "ranker-timeout: ranking would not fit in the deadline (stage-1 order)."
         ),

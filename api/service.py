@@ -3,7 +3,10 @@
 Every answer is inside the deadline. Fallbacks, in the order they can happen:
 - redis-unavailable: Redis errored or did not answer within ``redis_timeout_ms`` -> popular
   items held in memory;
-- cold-start: the build has no state for this user -> popular items minus their recent events;
+- cold-start: the build has no state for this user and none of their events names an item of
+  the build -> popular items minus their recent events. (A user the build never saw who has
+  posted events is ranked like anyone else, from candidates anchored on those events:
+  ``recsys.serving.cold_start_state``.)
 - ranker-timeout: ranking is not expected to fit in what is left of the deadline, or did not
   finish in it -> stage-1 order (candidates are stored best first).
 
@@ -44,6 +47,7 @@ from recsys.serving import (
     RankTimes,
     ServingModel,
     apply_events,
+    cold_start_state,
     event_items,
     leave_out,
     popular,
@@ -134,10 +138,15 @@ class RecommendationService:
         if record is None:
             ranked = popular(model, k, excluded)
             return self._fallback(model, ranked, "redis-unavailable", explain)
-        if record.state is None:
+        if record.state is not None:
+            state = apply_events(decode_user_state(record.state), record.events, model)
+        elif (cold := cold_start_state(model, record.events)) is not None:
+            # a new user with positive events: ranked like any other (and explained, and with
+            # ``exclude`` applied) from candidates anchored on those events
+            state = cold
+        else:
             reacted = np.concatenate([event_items(record.events, model), excluded])
             return self._fallback(model, popular(model, k, reacted), "cold-start", explain)
-        state = apply_events(decode_user_state(record.state), record.events, model)
         remaining_s = started + self.deadline_s - SERIALISE_RESERVE_S - time.perf_counter()
         if self.rank_time.fits(remaining_s):
             ctx = RequestContext(

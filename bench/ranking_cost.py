@@ -1,7 +1,7 @@
 """Ranking cost vs quality: for several LightGBM sizes, NDCG@10 and in-process latency of ranking
 one request's 500 candidates (features + model), the work the API does per request.
 
-    python bench/ranking_cost.py DATA_DIR [--out bench-output/ranking_cost.json]
+    python bench/ranking_cost.py DATA_DIR [--out FILE] [--sizes 100x31,300x63]
 
 Each model size is a full build on the leave-last-out training split (fixed number of trees, no
 early stopping), scored by the evaluation's own loop (``recsys.evaluation.runs``); latency is the
@@ -30,6 +30,15 @@ from recsys.store.user_store import read_states
 SIZES = ((25, 15), (50, 31), (100, 31), (200, 31), (300, 63), (600, 63))
 
 
+def sizes(text: str) -> list[tuple[int, int]]:
+    """``"100x31,300x63"`` -> [(100, 31), (300, 63)]: trees x leaves, a subset when the machine
+    has no time for every size (each is a full build)."""
+    try:
+        return [(int(t), int(n)) for t, n in (s.split("x") for s in text.split(","))]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected TREESxLEAVES[,...], got {text!r}") from e
+
+
 def ms(samples: list[float]) -> dict[str, float]:
     q = statistics.quantiles(samples, n=20)
     return {"p50": round(statistics.median(samples), 3), "p95": round(q[18], 3)}
@@ -40,6 +49,7 @@ def main() -> None:
     p.add_argument("data_dir", type=Path)
     p.add_argument("--out", type=Path, default=Path("bench-output/ranking_cost.json"))
     p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--sizes", type=sizes, default=list(SIZES), help="e.g. 100x31,300x63")
     args = p.parse_args()
     dataset = load_dataset(args.data_dir)
     split = split_for_protocol(dataset.interactions, "leave-last-out")
@@ -49,7 +59,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as work,
         open_redis(None, Path(work) / "redis") as (client, _),
     ):
-        for trees, leaves in SIZES:
+        for trees, leaves in args.sizes:
             settings = Settings(
                 key_prefix=f"bench-{trees}-{leaves}",
                 ranker={"num_trees": trees, "num_leaves": leaves, "early_stopping": False},

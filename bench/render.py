@@ -254,6 +254,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"))
     p.add_argument("--notes", type=Path, default=Path("bench/NOTES.md"))
     p.add_argument("--loadtest", type=Path, default=Path("bench/LOADTEST.md"))
+    p.add_argument("--quality", type=Path, default=Path("bench/QUALITY.md"))
     p.add_argument("--closed-loop", type=Path, default=Path("bench/CLOSED_LOOP.md"))
     p.add_argument(
         "--only",
@@ -277,7 +278,7 @@ def main() -> None:
     parts += offline(args.results) + sharded(args.results) + hnsw(args.results)
     parts += ranking(args.results)
     # hand-written sections, measured elsewhere
-    for fragment in (args.loadtest, args.closed_loop, args.notes):
+    for fragment in (args.loadtest, args.closed_loop, args.quality, args.notes):
         if fragment.exists():
             parts.append(fragment.read_text())
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,13 @@
     python bench/screenshots.py [--out docs/img] [--work bench-output/screenshots]
 
 (``make screenshots``.) A synthetic log (3,000 users x 600 items, seed 7), its evaluation report
-and a build with default settings; the API with an API key, on a local Redis, fed some traffic
-(known and unknown users, a few events) so that live traffic and drift have data; then headless
-Chromium signs in and photographs each page. About two minutes on the 2-core development
-machine. Build versions, times and live figures differ from run to run; the layout does not.
+and two builds with default settings (the champion, and a challenger line of the same data:
+``recsys build --name challenger``); the API with an API key and a 50/50 A/B split between
+them, on a local Redis, fed some traffic (known and unknown users; clicks, watches and skips
+that name the answer they came from) so that live traffic, online metrics and drift have data;
+then headless Chromium signs in and photographs each page. About three minutes on the 2-core
+development machine. Build versions, times and live figures differ from run to run; the layout
+does not.
 """
 
 import argparse
@@ -16,6 +19,7 @@ import random
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +44,7 @@ log = logging.getLogger("screenshots")
 KEY = "screenshot-key"
 USERS, ITEMS, SEED = 3000, 600, 7
 WIDTH = 1280
+SPLIT = {"champion": 0.5, "challenger": 0.5}
 
 
 @contextlib.contextmanager
@@ -69,23 +74,41 @@ def traffic(
     base: str, users: list[str], items: list[object], day_after: int, stop: threading.Event
 ) -> None:
     """Requests like the load test's, slowly: known users on a device at a time in the day
-    after the log ends, some unknown users (cold start), some watch events."""
+    after the log ends, some unknown users (cold start), some events: a few organic watches,
+    and clicks, watches and skips of items recent answers showed, naming those answers."""
     rng = random.Random(SEED)
     headers = {"X-API-Key": KEY}
+    shown: deque[tuple[str, str, list[object]]] = deque(maxlen=50)
     with httpx.Client(base_url=base, headers=headers, timeout=5) as client:
         while not stop.is_set():
             r = rng.random()
             if r < 0.1:
                 client.get(f"/recommendations/new-{rng.randrange(10**6)}")
-            elif r < 0.2:
+            elif r < 0.13:
                 event = {"user_id": rng.choice(users), "item_id": rng.choice(items)}
                 client.post("/events", json=event)
+            elif r < 0.25 and shown:
+                user, request_id, answer = shown.popleft()
+                kind = rng.choice(["click", "watch", "watch", "skip"])
+                event = {
+                    "user_id": user,
+                    "item_id": answer[min(int(rng.expovariate(0.4)), len(answer) - 1)],
+                    "type": kind,
+                    "request_id": request_id,
+                }
+                if kind == "watch":
+                    event["completion"] = round(rng.uniform(0.2, 1.0), 2)
+                client.post("/events", json=event)
             else:
+                user = rng.choice(users)
                 params = {
                     "device": rng.choice(["tv", "mobile", "web", "tablet"]),
                     "ts": day_after + rng.randrange(86_400),
                 }
-                client.get(f"/recommendations/{rng.choice(users)}", params=params)
+                body = client.get(f"/recommendations/{user}", params=params).json()
+                if body.get("items"):
+                    ids = [i["item_id"] for i in body["items"]]
+                    shown.append((user, body["request_id"], ids))
             time.sleep(0.02)
 
 
@@ -111,14 +134,16 @@ def main() -> None:
     synth(data, users=USERS, items=ITEMS, seed=SEED)
     run_eval(data, report, "leave-last-out", settings)
     with open_redis(None, artifacts / REDIS_DIR) as (client, url):
-        build = run_build(load_dataset(data), artifacts, client, settings)
+        dataset = load_dataset(data)
+        build = run_build(dataset, artifacts, client, settings)
+        run_build(dataset, artifacts, client, settings, name="challenger")
         tables = load_tables(build.path)
         assert tables.audience is not None
         app_settings = with_overrides(
             settings,
             {
                 "redis_url": url,
-                "serve": {"api_key": KEY, "build_poll_s": 1.0},
+                "serve": {"api_key": KEY, "build_poll_s": 1.0, "ab": SPLIT},
                 "ui": {"eval_report": report, "refresh_s": 2.0},
             },
         )

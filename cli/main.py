@@ -11,9 +11,14 @@ if TYPE_CHECKING:
     from recsys.config import Settings
 
 from eval.cli import add_eval_arguments  # argparse and pathlib only: --help stays instant
+from eval.tune_cli import add_tune_arguments  # the same
 from loadtest.cli import add_loadtest_arguments  # the same
 
 EXIT_USAGE = 2
+CONFIG_HELP = (
+    'JSON file of settings, e.g. {"als": {"factors": 128}} or what `recsys tune` wrote; '
+    "applied over the environment's settings"
+)
 
 
 def _build_name(text: str) -> str:
@@ -85,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     m = data.add_parser("movielens", help="convert a MovieLens folder")
     m.add_argument("src_dir", type=Path)
     m.add_argument("out_dir", type=Path)
+    m.add_argument(
+        "--no-release-years",
+        action="store_true",
+        help="leave release_ts empty (items keep title and genres only)",
+    )
 
     b = sub.add_parser("build", help="run the offline job")
     b.add_argument("data_dir", type=Path)
@@ -94,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ray-address",
         help="auto or HOST:PORT: run the per-user stage as Ray tasks (pip install 'recsys[scale]')",
     )
+    b.add_argument("--config", type=Path, help=CONFIG_HELP)
     b.add_argument(
         "--name",
         type=_build_name,
@@ -141,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="hold out, build, score, write a report")
     add_eval_arguments(e)
+    e.add_argument("--config", type=Path, help=CONFIG_HELP)
+
+    t = sub.add_parser("tune", help="search settings on a validation split (optuna)")
+    add_tune_arguments(t)
+    t.add_argument("--config", type=Path, help="settings to start from; " + CONFIG_HELP)
 
     v = sub.add_parser("serve", help="run the API")
     v.add_argument("--artifacts", type=Path, required=True)
@@ -206,16 +222,20 @@ def main(argv: list[str] | None = None) -> int:
     # imports after parsing: `recsys --help` stays instant
     from pydantic import ValidationError
 
-    from recsys.config import Settings, SettingsError
+    from recsys.config import Settings, SettingsError, read_overrides, with_overrides
     from recsys.errors import RecsysError
 
     try:
-        overrides: dict[str, object] = {}
-        if getattr(args, "redis_url", None):
-            overrides["redis_url"] = args.redis_url
-        if getattr(args, "ray_address", None):
-            overrides["ray"] = {"address": args.ray_address}
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings()
+        if getattr(args, "config", None):
+            settings = with_overrides(settings, read_overrides(args.config), args.config)
+        if getattr(args, "redis_url", None):  # the command line has the last word
+            settings = settings.model_copy(update={"redis_url": args.redis_url})
+        if getattr(args, "ray_address", None):  # validated like any setting
+            ray_cfg = type(settings.ray).model_validate(
+                settings.ray.model_dump() | {"address": args.ray_address}
+            )
+            settings = settings.model_copy(update={"ray": ray_cfg})
         if args.command in TOOL_KEY_PREFIXES:
             settings = _tool_settings(settings, args.redis_url, TOOL_KEY_PREFIXES[args.command])
         if args.command == "serve":
@@ -261,7 +281,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
     elif args.command == "data":
         from offline.data import movielens
 
-        movielens(args.src_dir, args.out_dir)
+        movielens(args.src_dir, args.out_dir, release_years=not args.no_release_years)
     elif args.command == "build":
         from offline.build import build
 
@@ -287,6 +307,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: "o
         from eval.cli import run_from_args
 
         run_from_args(args, settings)
+    elif args.command == "tune":
+        from eval.tune_cli import run_from_args as run_tune
+
+        run_tune(args, settings)
     elif args.command == "serve":
         from api.serve import serve
 

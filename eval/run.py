@@ -2,14 +2,11 @@
 (``recsys.evaluation.runs``), write the report (``report.json``, ``report.md`` with its PNG plots,
 a self-contained ``report.html``) and log the headline numbers."""
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from recsys.config import Settings, with_overrides
+from recsys.config import Settings, read_overrides, with_overrides
 from recsys.data.load import load_dataset
-from recsys.errors import RecsysError
 from recsys.evaluation.protocol import DEFAULT_OPTIONS, EvalOptions, Protocol
 from recsys.evaluation.records import CompareReport, EvalReport
 from recsys.evaluation.report import write_report
@@ -77,17 +74,3 @@ def run_compare(
         out_dir / "report.md",
     )
     return report
-
-
-def read_overrides(path: Path) -> dict[str, Any]:
-    """A JSON object of ``Settings`` fields (nested sections as objects), e.g.
-    ``{"als": {"factors": 128}, "ranker": {"num_leaves": 63}}``."""
-    try:
-        value = json.loads(path.read_text())
-    except OSError as e:
-        raise RecsysError(f"{path}: cannot read settings overrides: {e.strerror}") from e
-    except json.JSONDecodeError as e:
-        raise RecsysError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from e
-    if not isinstance(value, dict):
-        raise RecsysError(f"{path}: settings overrides must be a JSON object of Settings fields")
-    return value

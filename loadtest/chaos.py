@@ -78,9 +78,17 @@ BUILD_SETTINGS: dict[str, Any] = {
     "ann": {"kind": "exact"},
     "candidates": {
         "per_user": 200,
-        "quotas": {"als": 150, "item_factors": 20, "item_content": 10, "popular": 12, "fresh": 8},
+        "quotas": {
+            "als": 126,
+            "sequential": 24,
+            "item_factors": 20,
+            "item_content": 10,
+            "popular": 12,
+            "fresh": 8,
+        },
     },
-    "ranker": {"num_trees": 60, "num_threads": 1},
+    # one training request per user: builds run while the API serves, and must fit the schedule
+    "ranker": {"num_trees": 60, "num_threads": 1, "labels_per_user": 1},
 }
 SHARES = {"known": 0.6, "unknown": 0.1, "tracked": 0.2, "flood": 0.1}
 BUILD_NICENESS = 10

@@ -70,7 +70,8 @@ class DashboardSession:
 
     def __enter__(self) -> Self:
         self._thread.start()
-        self._started.wait(timeout=60)
+        if not self._started.wait(timeout=60):
+            raise RuntimeError("the dashboard's browser did not open its first page within 60 s")
         if self._failure is not None:
             raise RuntimeError(f"the dashboard's browser did not start: {self._failure}")
         return self
@@ -140,9 +141,11 @@ class DashboardSession:
         return f"/ui/{kind}"
 
     def _run(self) -> None:
-        from playwright.sync_api import sync_playwright
-
+        # everything inside the try: a failure here (Playwright missing included) must reach
+        # __enter__, or the run would go on and report a dashboard that never opened as clean
         try:
+            from playwright.sync_api import sync_playwright
+
             with sync_playwright() as playwright:
                 browser = launch(playwright)
                 context = browser.new_context(viewport={"width": 1280, "height": 900})

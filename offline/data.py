@@ -22,8 +22,8 @@ def synth(out_dir: Path, users: int, items: int, seed: int) -> None:
     )
 
 
-def movielens(src_dir: Path, out_dir: Path) -> None:
-    dataset = convert_movielens(src_dir)
+def movielens(src_dir: Path, out_dir: Path, release_years: bool = True) -> None:
+    dataset = convert_movielens(src_dir, release_years)
     write_dataset(dataset, out_dir)
     log.info(
         "wrote %d events of %d users on %d items to %s",

@@ -4,6 +4,7 @@ Every field can be overridden from the environment: ``RECSYS_REDIS_URL``, and ne
 double underscore, e.g. ``RECSYS_ALS__FACTORS=128`` or ``RECSYS_SERVE__DEADLINE_MS=80``.
 """
 
+import json
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -102,28 +103,80 @@ else:
     SourceQuotas = quotas_model(SOURCES)
 
 
+class SequenceConfig(_Section):
+    """Item-to-item weights from the order of events (``recsys.candidates.covisitation``): the
+    sequential candidate source and the ranker's sequential features read them."""
+
+    window: int = Field(5, ge=1, le=50, description="Next events paired with each event.")
+    max_gap_days: float = Field(
+        30.0, gt=0.0, description="A next event further away than this is not paired."
+    )
+    position_decay: float = Field(
+        0.7, gt=0.0, le=1.0, description="Weight of the k-th next event: decay ** (k - 1)."
+    )
+    half_life_days: float = Field(
+        3650.0,
+        gt=0.0,
+        description="A pair this old (before the build's last event) weighs half. Long by "
+        "default: catalogues like MovieLens span decades, and old pairs still say what follows.",
+    )
+    neighbours: int = Field(50, ge=1, le=500, description="Neighbours kept per item.")
+    anchor_decay: float = Field(
+        0.7,
+        gt=0.0,
+        le=1.0,
+        description="The sequential source sums the transition weights from the user's last "
+        "recent_items watches; the k-th last counts decay ** (k - 1).",
+    )
+    events_per_partition: int = Field(
+        2_000_000,
+        ge=10_000,
+        description="Pairs are aggregated for groups of source items of about this many events "
+        "at a time: a bound on the aggregation's memory (each group still scans all events; "
+        "bench/sequence_scale.py measures both).",
+    )
+
+
 class CandidateConfig(_Section):
     """Stage 1: how many candidates per user, from which sources."""
 
     per_user: int = Field(500, ge=10, le=5000, description="Candidates stored per user.")
     quotas: SourceQuotas = SourceQuotas()
     recent_items: int = Field(
-        5, ge=1, le=50, description="Last watches that seed the item-to-item sources."
+        5,
+        ge=1,
+        le=50,
+        description="Last watches that seed the item-to-item and sequential sources.",
     )
     neighbours: int = Field(30, ge=1, le=500, description="Neighbours kept per item.")
     fresh_days: int = Field(30, ge=1, description="Released this many days before the build.")
     history_len: int = Field(20, ge=1, le=200, description="Recent events stored with each user.")
+    sequence: SequenceConfig = SequenceConfig()
 
 
 class RankerConfig(_Section):
     """Stage 2: LightGBM LambdaRank on the candidates."""
 
     label_split: Literal["auto", "temporal", "last-event"] = Field(
-        "auto",
+        "last-event",
         description=(
-            "How labels are held out of the training data. temporal: every event after a global "
-            "cut (production logs). last-event: each user's last event (logs where users come in "
-            "short bursts, like MovieLens). auto: temporal when it yields min_label_users users."
+            "How labels are held out of the training data. last-event: each user's last "
+            "labels_per_user events, the question the API answers (it folds every posted event "
+            "into the history before ranking: what next, given everything so far). temporal: "
+            "every event after a global cut (what a build that served no real-time events would "
+            "face). auto: temporal when it yields min_label_users users, else last-event."
+        ),
+    )
+    labels_per_user: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description=(
+            "last-event: each user's last N events are N training requests, each asked after "
+            "the events before it, folded into the history as the API folds posted events in. "
+            "The default 3 came from comparing 1, 3 and 8 with recsys eval (issue 14; "
+            "RECSYS_RANKER__LABELS_PER_USER=N repeats it). Training requests and the ranker's "
+            "training time grow with N up to max_train_groups."
         ),
     )
     label_window_frac: float = Field(
@@ -558,6 +611,21 @@ class SettingsError(RecsysError):
         where = ".".join(str(x) for x in first["loc"])
         prefix = f"{source}: " if source is not None else ""
         return cls(f"{prefix}invalid setting {where}: {first['msg']}")
+
+
+def read_overrides(path: Path) -> dict[str, Any]:
+    """A JSON object of ``Settings`` fields (nested sections as objects), e.g.
+    ``{"als": {"factors": 128}, "ranker": {"num_leaves": 63}}``: what ``--config``,
+    ``recsys eval --compare`` and ``recsys tune``'s ``best.json`` hold."""
+    try:
+        value = json.loads(path.read_text())
+    except OSError as e:
+        raise RecsysError(f"{path}: cannot read settings overrides: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise RecsysError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from e
+    if not isinstance(value, dict):
+        raise RecsysError(f"{path}: settings overrides must be a JSON object of Settings fields")
+    return value
 
 
 def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recsys.candidates.neighbours import ItemNeighbours
 from recsys.columns import Columns
 from recsys.devices import device_codes
 from recsys.evaluation.ranking_metrics import popularity_percentile
@@ -34,6 +35,10 @@ class ItemTable:
     devices: list[str]  # device vocabulary; code 0 = unknown
     genres: list[str]
     as_of_ts: int
+    # from the order of events (recsys.candidates.covisitation); part of the serving model, so
+    # an event posted to the API changes the next answer's sequential features
+    transitions: ItemNeighbours  # directed: sims = P(next = b | a)
+    covisits: ItemNeighbours  # undirected: sims = co-visit count
 
     @property
     def n_items(self) -> int:
@@ -80,6 +85,8 @@ class ItemTable:
             devices=np.array(self.devices),
             genres=np.array(self.genres),
             as_of_ts=np.array(self.as_of_ts),
+            **self.transitions.named("transition"),
+            **self.covisits.named("covisit"),
         )
 
     @classmethod
@@ -101,6 +108,8 @@ class ItemTable:
                 devices=[str(d) for d in z["devices"]],
                 genres=[str(g) for g in z["genres"]],
                 as_of_ts=int(z["as_of_ts"]),
+                transitions=ItemNeighbours.read(z, "transition"),
+                covisits=ItemNeighbours.read(z, "covisit"),
             )
 
 
@@ -116,6 +125,8 @@ def build_item_table(
     item_factors: np.ndarray,
     as_of_ts: int,
     devices: list[str],
+    transitions: ItemNeighbours,
+    covisits: ItemNeighbours,
 ) -> ItemTable:
     """Aggregate ``events`` (all before ``as_of_ts``) into per-item arrays.
 
@@ -147,6 +158,8 @@ def build_item_table(
         devices=devices,
         genres=genres,
         as_of_ts=as_of_ts,
+        transitions=transitions,
+        covisits=covisits,
     )
 
 

@@ -1,8 +1,10 @@
-"""Stage-1 embeddings: implicit ALS on BM25-weighted interactions."""
+"""Stage-1 embeddings: implicit ALS on BM25-weighted interactions, and the fold-in that gives a
+user the build never saw a factor vector from a handful of events."""
 
 import logging
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -74,3 +76,66 @@ def fit_als(
         user=np.ascontiguousarray(model.user_factors, dtype=np.float32),
         item=np.ascontiguousarray(model.item_factors, dtype=np.float32),
     )
+
+
+FOLD_IN_FILE = "fold_in.npz"
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """ALS's user step for one new user, from the build's item factors.
+
+    Given the item factors ``Y``, a user's ALS vector solves the ridge regression
+    ``(YtY + Yu^T (Cu - I) Yu + reg I) x = Yu^T Cu p`` (Hu, Koren & Volinsky, ICDM 2008), as
+    implicit's least-squares solver does: for a user known only from events posted to the API it
+    is one small ``d x d`` solve, so their candidates get stage-1 scores that mean what they mean
+    for every other user. Confidences are weighed as ``fit_als`` weighs its matrix: BM25 on the
+    items x users matrix (per-item length norm, per-user idf), times alpha."""
+
+    gram: np.ndarray  # float64 [d, d]: YtY + reg I
+    length_norm: np.ndarray  # float32 [I] BM25 length norm of each item (from its row sum)
+    k1: float
+    alpha: float
+    default_weight: float  # the weight of an event that carries none: the mean training weight
+
+    @classmethod
+    def fit(cls, seen: sp.csr_matrix, item_factors: np.ndarray, cfg: ALSConfig) -> "FoldIn":
+        """From the build's users x items matrix of summed weights and its item factors."""
+        y = item_factors.astype(np.float64)
+        row_sums = np.ravel(seen.sum(axis=0))  # per item: the rows of implicit's items x users
+        length_norm = (1.0 - cfg.bm25_b) + cfg.bm25_b * row_sums / max(row_sums.mean(), 1e-12)
+        return cls(
+            gram=y.T @ y + cfg.regularization * np.eye(y.shape[1]),
+            length_norm=length_norm.astype(np.float32),
+            k1=cfg.bm25_k1,
+            alpha=cfg.alpha,
+            default_weight=float(seen.data.mean()) if seen.nnz else 1.0,
+        )
+
+    def user_vector(
+        self, item_factors: np.ndarray, items: np.ndarray, weights: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Factor vector (float32 [d]) of a user who watched ``items`` (dense indices; repeats
+        add up as in the build's matrix)."""
+        w = np.full(len(items), self.default_weight) if weights is None else weights
+        items, at = np.unique(items, return_inverse=True)
+        w = np.bincount(at, weights=w, minlength=len(items))
+        idf = np.log(len(self.length_norm)) - np.log1p(len(items))
+        c = self.alpha * w * (self.k1 + 1.0) / (self.k1 * self.length_norm[items] + w) * idf
+        y = item_factors[items].astype(np.float64)
+        x = np.linalg.solve(self.gram + (y.T * (c - 1.0)) @ y, y.T @ c)
+        return x.astype(np.float32)
+
+    def save(self, directory: Path) -> None:
+        np.savez(
+            directory / FOLD_IN_FILE,
+            gram=self.gram,
+            length_norm=self.length_norm,
+            scalars=np.array([self.k1, self.alpha, self.default_weight]),
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> "FoldIn":
+        with np.load(directory / FOLD_IN_FILE) as z:
+            k1, alpha, default_weight = (float(v) for v in z["scalars"])
+            return cls(z["gram"], z["length_norm"], k1, alpha, default_weight)

@@ -1,7 +1,7 @@
 """The offline job, stage by stage. Read top to bottom: this is the order things happen in.
 
 1. index ids                      5. stage 1 on all events -> candidates -> Redis (new version)
-2. hold out labels                6. artifacts/<version>/ (ranker, item table, manifest)
+2. hold out labels                6. artifacts/<version>/ (ranker, tables, fold-in, manifest)
 3. stage 1 on history only        7. flip the Redis pointer to the new version, last
 4. training set -> LambdaRank     8. remove builds nobody needs any more (``recsys.gc``)
 
@@ -183,7 +183,15 @@ def _inspect(
     settings: Settings,
 ) -> InspectionSummary:
     """The dashboard's tables (``recsys.inspection.tables``)."""
-    serving = ServingModel(version, model.items, ranker, settings.candidates.history_len)
+    serving = ServingModel(
+        version,
+        model.items,
+        ranker,
+        settings.candidates.history_len,
+        settings.candidates,
+        model.sources,
+        model.fold_in,
+    )
     user_keys = users.keys()
     sample = [user_keys[u] for u in audience_sample(len(users), settings).tolist()]
     blobs = read_states(client, Keys(settings.key_prefix), version, sample)
@@ -286,6 +294,8 @@ def _build_in_progress(
         with timer.stage("artifacts"):
             ranker.save(staging / RANKER_FILE, train_result.best_iteration)
             model.items.save(staging)
+            model.neighbours.save(staging)  # with the fold-in: what cold-start answers need
+            model.fold_in.save(staging)
             manifest = BuildManifest(
                 build_version=version,
                 created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

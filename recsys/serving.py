@@ -6,18 +6,26 @@ same answers because this is the only code that turns candidates into recommenda
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from recsys.artifacts import RANKER_FILE, read_manifest
+from recsys.candidates.ann import ExactIndex
+from recsys.candidates.generate import ActiveSource, candidates_of
+from recsys.candidates.model import build_sources
+from recsys.candidates.neighbours import NeighbourTables
+from recsys.candidates.source import SourceInputs, UserBatch
+from recsys.config import CandidateConfig
 from recsys.features import RequestContext, build_features
 from recsys.inspection.records import DriftReference
 from recsys.items import ItemTable
+from recsys.mf import FoldIn
 from recsys.ranking.ranker import Ranker
+from recsys.store.codec import as_served
 from recsys.store.events import WatchEvent
-from recsys.user_state import UserState
+from recsys.user_state import UserState, fold_events
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,9 @@ class ServingModel:
     items: ItemTable
     ranker: Ranker
     history_len: int
+    candidates: CandidateConfig  # the build's candidate settings
+    sources: list[ActiveSource]  # the build's sources, built again: candidates of new users
+    fold_in: FoldIn  # factor vectors of new users
     drift_reference: DriftReference | None = None
     """What live drift is measured against (None for builds from before it was saved)."""
 
@@ -35,11 +46,22 @@ class ServingModel:
     def load(cls, artifacts_root: Path, version: str) -> "ServingModel":
         path = artifacts_root / version
         manifest = read_manifest(path)
+        ranker = Ranker.load(path / RANKER_FILE)
+        items = ItemTable.load(path)
+        candidates = CandidateConfig.model_validate(manifest.config["candidates"])
+        # ALS searches exactly here, whatever the build's index: one user at a time, and
+        # without building an HNSW graph in every worker
+        inputs = SourceInputs(
+            items, NeighbourTables.load(path), ExactIndex(items.factors), candidates
+        )
         return cls(
             version=version,
-            items=ItemTable.load(path),
-            ranker=Ranker.load(path / RANKER_FILE),
+            items=items,
+            ranker=ranker,
             history_len=manifest.history_len,
+            candidates=candidates,
+            sources=build_sources(inputs),
+            fold_in=FoldIn.load(path),
             drift_reference=manifest.inspection.drift_reference if manifest.inspection else None,
         )
 
@@ -65,29 +87,53 @@ def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingM
     if not events:
         return state
     items = model.items
-    idx = event_items(events, model)
-    ts = np.array([e.timestamp for e in events], dtype=np.int64)
-    positive = np.array([e.positive for e in events], dtype=bool)
-    newer = positive & (ts > (state.hist_ts[-1] if len(state.hist_ts) else -1))
-    keep = ~np.isin(state.cand_item, idx)
-    hist_len = model.history_len
-    # events older than the stored history, and negative ones, only leave the candidates
-    joining = [e for e, joins in zip(events, newer, strict=True) if joins]
-    completion = np.array(
-        [np.nan if e.completion is None else e.completion for e in joining], dtype=np.float32
-    )
-    device = np.array([items.device_code(e.device) for e in joining], dtype=np.uint8)
-    return replace(
+    return fold_events(
         state,
-        cand_item=state.cand_item[keep],
-        cand_score=state.cand_score[keep],
-        cand_sources=state.cand_sources[keep],
-        hist_item=np.concatenate([state.hist_item, idx[newer]])[-hist_len:],
-        hist_ts=np.concatenate([state.hist_ts, ts[newer]])[-hist_len:],
-        hist_device=np.concatenate([state.hist_device, device])[-hist_len:],
-        hist_completion=np.concatenate([state.hist_completion, completion])[-hist_len:],
-        n_events=state.n_events + int(newer.sum()),
+        event_items(events, model),
+        np.array([e.timestamp for e in events], dtype=np.int64),
+        np.array([items.device_code(e.device) for e in events], dtype=np.uint8),
+        np.array([np.nan if e.completion is None else e.completion for e in events], np.float32),
+        model.history_len,
+        positive=np.array([e.positive for e in events], dtype=bool),
     )
+
+
+def cold_start_state(model: ServingModel, events: Sequence[WatchEvent]) -> UserState | None:
+    """A state for a user the build never saw, from the events they posted: an ALS vector
+    folded in from those events (``FoldIn``), and candidates from the build's own sources and
+    merge, the item-to-item and sequential sources anchored on those events, so that the ranker
+    reads every feature as it does for known users. None when no positive event names an item
+    of this build (nothing to start from: the answer is popular items).
+
+    Only positive events anchor it (the fold-in, the recent items): a skip or a dislike is not
+    taste (issue 15), but every event's item, negative ones included, is kept out of the
+    candidates."""
+    items = model.items
+    idx = event_items(events, model)
+    positive = np.array([e.positive for e in events], dtype=bool)
+    watched = idx[(idx >= 0) & positive]
+    if not len(watched):
+        return None
+    n_recent = model.candidates.recent_items
+    recent = np.full((1, n_recent), -1, dtype=np.int64)
+    last = watched[-n_recent:]
+    recent[0, n_recent - len(last) :] = last
+    seen = np.unique(idx[idx >= 0]).astype(np.int64)  # keys of row 0: the item indices
+    factors = model.fold_in.user_vector(items.factors, watched)[None, :]
+    batch = UserBatch(np.zeros(1, np.int64), factors, recent, max_seen=len(seen))
+    found = candidates_of(batch, model.sources, seen, items.factors, model.candidates)
+    no_history = UserState(
+        cand_item=found.items,
+        cand_score=found.scores,
+        cand_sources=found.sources,
+        hist_item=np.empty(0, np.int32),
+        hist_ts=np.empty(0, np.int64),
+        hist_device=np.empty(0, np.uint8),
+        hist_completion=np.empty(0, np.float32),
+        n_events=0,
+    )
+    # quantised as a stored state is, since the ranker learnt from stored states
+    return apply_events(as_served(no_history), events, model)
 
 
 def leave_out(ranked: Ranked, items: np.ndarray, k: int) -> Ranked:

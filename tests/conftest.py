@@ -98,7 +98,14 @@ def small_settings(redis_url: str | None, **overrides: object) -> Settings:
         "ann": {"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64, "ef_search": 128},
         "candidates": {
             "per_user": 60,
-            "quotas": {"als": 40, "item_factors": 6, "item_content": 4, "popular": 6, "fresh": 4},
+            "quotas": {
+                "als": 34,
+                "sequential": 6,
+                "item_factors": 6,
+                "item_content": 4,
+                "popular": 6,
+                "fresh": 4,
+            },
             "neighbours": 10,
             "history_len": 10,
         },

@@ -59,15 +59,14 @@ def fitted() -> tuple[CandidateModel, Settings, pl.DataFrame]:
 def inputs_for(
     fitted: tuple[CandidateModel, Settings, pl.DataFrame], index_kind: str
 ) -> SourceInputs:
-    model, settings, catalogue = fitted
+    model, settings, _ = fitted
     ann = settings.ann.model_copy(
         update={"kind": index_kind, "hnsw_m": 8, "ef_construction": 40, "ef_search": 64}
     )
     return SourceInputs(
         items=model.items,
-        titles=catalogue[Columns.title].fill_null(""),
+        neighbours=model.neighbours,
         item_index=build_index(model.items.factors, ann),
-        history=model.history,
         config=settings.candidates,
     )
 
@@ -151,11 +150,12 @@ def _spec(name: str, bit: int) -> SourceSpec:
 def test_a_new_source_is_one_declaration() -> None:
     """What issue-style additions rely on: a table with one more spec gets its own quota
     setting, and the registry still rejects clashes."""
-    extended = SourceTable([*SOURCES, _spec("covisit", 5)])
+    free_bit = max(s.bit for s in SOURCES) + 1
+    extended = SourceTable([*SOURCES, _spec("covisit", free_bit)])
     quotas = quotas_model(extended)()
     assert quotas.of("covisit") == 5 and quotas.of("als") == SOURCES["als"].quota
     assert extended.by_bit()[-1].name == "covisit"
-    assert extended.names_of(ALS | (1 << 5)) == ["als", "covisit"]
+    assert extended.names_of(ALS | (1 << free_bit)) == ["als", "covisit"]
 
 
 @pytest.mark.parametrize(

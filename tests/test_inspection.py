@@ -80,7 +80,7 @@ def test_neighbour_tables_are_the_sources_own(built: Built) -> None:
         for s in built.result.candidate_model.sources
         if hasattr(s.source, "neighbours")
     }
-    assert set(tables.neighbours) == set(expected) == {"item_factors", "item_content"}
+    assert set(tables.neighbours) == set(expected) == {"item_factors", "item_content", "sequential"}
     for name, table in tables.neighbours.items():
         assert np.array_equal(table.ids, expected[name].ids[:, :m])
         assert np.allclose(table.sims, expected[name].sims[:, :m])

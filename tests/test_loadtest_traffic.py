@@ -128,3 +128,18 @@ def test_clients_and_durations() -> None:
     for bad in ("", "soon", "-5s", "0"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_a_dashboard_that_cannot_open_stops_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`recsys loadtest --dashboard` without Playwright once ran its steps with no dashboard open
+    and reported 0 errors (the import failed outside the thread's handler): it must refuse."""
+    import sys
+
+    from loadtest.dashboard import DashboardSession
+
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)  # import raises ImportError
+    with (
+        pytest.raises(RuntimeError, match="did not start"),
+        DashboardSession("http://127.0.0.1:9", _plan()),
+    ):
+        pass

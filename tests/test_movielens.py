@@ -51,6 +51,28 @@ def test_ml_latest_small(tmp_path: Path) -> None:
     assert again.items.equals(data.items)
 
 
+def test_without_release_years(tmp_path: Path) -> None:
+    """--no-release-years: the same events and items, release_ts empty (issue 14's catalogue of
+    titles and genres only), through the CLI as a user would run it."""
+    from cli.main import main
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n2,2,3.5,964981247\n"
+    )
+    (tmp_path / "src" / "movies.csv").write_text(
+        "movieId,title,genres\n1,Heat (1995),Action\n2,Up (2009),Animation\n"
+    )
+    assert main(["data", "movielens", str(tmp_path / "src"), str(tmp_path / "with")]) == 0
+    argv = ["data", "movielens", str(tmp_path / "src"), str(tmp_path / "without")]
+    assert main([*argv, "--no-release-years"]) == 0
+    with_years, without = load_dataset(tmp_path / "with"), load_dataset(tmp_path / "without")
+    assert with_years.items[Columns.release_ts].to_list() == [jan1(1995), jan1(2009)]
+    assert without.items[Columns.release_ts].null_count() == 2
+    assert without.items.drop(Columns.release_ts).equals(with_years.items.drop(Columns.release_ts))
+    assert without.interactions.equals(with_years.interactions)
+
+
 def test_csv_layout(tmp_path: Path) -> None:
     (tmp_path / "ratings.csv").write_text(
         "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.5,964981247\n2,1,5.0,964982224\n"

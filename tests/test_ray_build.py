@@ -17,6 +17,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from recsys.candidates.model import CandidateInputs, fit_candidate_model
+from recsys.candidates.registry import SOURCES
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset, write_dataset
@@ -31,6 +32,7 @@ from recsys.pipeline import run_build
 from recsys.scale.local_ray import LocalRayCluster
 from recsys.scale.ray_build import connect, write_candidates_on_ray
 from recsys.shards import write_shard
+from recsys.store.codec import decode_user_state
 from recsys.store.connect import client_for
 from recsys.store.keys import Keys
 from recsys.store.local_cluster import LocalRedisCluster
@@ -190,6 +192,12 @@ def test_shard_boundaries_do_not_change_a_single_users_bytes(
         got = _stored(cluster_client, keys, version, users)
         differing = [u for u, a, b in zip(users, expected, got, strict=True) if a != b]
         assert differing == [], f"{len(differing)} users differ with {n_shards} shards"
+    # every source's per-user search ran in the shards, the sequential one (issue 14) included
+    flags = np.bitwise_or.reduce(
+        [np.bitwise_or.reduce(decode_user_state(b).cand_sources) for b in got if b]
+    )
+    for spec in SOURCES:
+        assert flags & spec.flag, f"no stored candidate came from {spec.name}"
 
 
 def test_a_worker_killed_mid_shard_is_retried_and_the_bytes_are_the_same(

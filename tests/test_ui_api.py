@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from api.prometheus import PrometheusMetrics
 from api.ui.auth import COOKIE, CSRF_HEADER
+from api.ui.live import FAMILIES, online_view
 from cli.demo import dashboard_url, serve_command
 from cli.main import _parser, main
 from recsys.config import Settings, with_overrides
@@ -143,6 +145,56 @@ def test_signing_out_needs_the_sessions_csrf_token(keyed: TestClient) -> None:
     assert keyed.post("/ui/logout", headers=cross).status_code == 403
     r = keyed.post("/ui/logout", headers={CSRF_HEADER: token})
     assert r.status_code == 204 and "max-age=0" in r.headers["set-cookie"].lower()
+
+
+def test_promote_is_refused_without_a_key_a_token_or_from_another_site(
+    api: TestClient, keyed: TestClient, built: Built
+) -> None:
+    """Refusals only (the browser test promotes for real): none of them moves the champion."""
+    line = {"line": "challenger"}
+    open_r = api.post("/ui/api/promote", json=line)
+    assert open_r.status_code == 403 and "API key" in open_r.json()["detail"]
+    assert api.get("/ui/api/builds").json()["can_promote"] is False
+    keyed.cookies.clear()
+    assert keyed.post("/ui/api/promote", json=line).status_code == 401
+    sign_in(keyed)
+    token = csrf_of(keyed)
+    assert keyed.post("/ui/api/promote", json=line).status_code == 403  # no CSRF token
+    cross = {CSRF_HEADER: token, "Sec-Fetch-Site": "cross-site"}
+    assert keyed.post("/ui/api/promote", json=line, headers=cross).status_code == 403
+    signed = {CSRF_HEADER: token}
+    assert keyed.get("/ui/api/builds").json()["can_promote"] is True
+    for body, status, fragment in [
+        ({"line": "challenger"}, 409, "no build named 'challenger'"),
+        ({"line": "champion"}, 409, "champion already"),
+        ({"line": "Not A Name!"}, 422, "build name"),
+        ({"name": "challenger"}, 422, "line"),
+    ]:
+        r = keyed.post("/ui/api/promote", json=body, headers=signed)
+        assert r.status_code == status and fragment in str(r.json()["detail"]), r.text
+    overview = keyed.get("/ui/api/overview", headers=KEY_HEADER).json()
+    assert overview["current_build"] == built.version
+
+
+def test_online_metrics_by_arm_come_from_the_live_counters() -> None:
+    metrics = PrometheusMetrics()
+    popularity = np.linspace(0.0, 1.0, 100)
+    assert online_view(metrics.samples(FAMILIES)) is None  # nothing shown yet
+    metrics.observe_answer("champion", "b1", None, np.arange(10), popularity)
+    metrics.observe_answer("champion", "b1", "cold-start", np.arange(10, 20), popularity)
+    metrics.observe_answer("challenger", "b2", None, np.arange(5), popularity)
+    metrics.count_event("champion", "click", True, None)
+    metrics.count_event("champion", "watch", True, 0.5)
+    metrics.count_event("champion", "watch", False, 1.0)  # names no answer: not in the CTR
+    metrics.count_event("champion", "dislike", True, None)
+    online = {o.arm: o for o in online_view(metrics.samples(FAMILIES)) or []}
+    champion, challenger = online["champion"], online["challenger"]
+    assert (champion.answers, champion.items_shown, champion.ranked_share) == (2, 20, 0.5)
+    assert champion.ctr == 2 / 20 and champion.dislike_rate == 1 / 20
+    assert champion.completion == 0.75 and champion.watches_with_completion == 2
+    assert champion.pop_pct == pytest.approx(popularity[:20].mean(), abs=1e-5)
+    assert champion.coverage == 0.2 and challenger.coverage == 0.05
+    assert (challenger.ctr, challenger.completion) == (0.0, None)
 
 
 # ---------------------------------------------------------------------------- pages' data

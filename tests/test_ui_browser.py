@@ -1,12 +1,14 @@
 """The dashboard in a real browser (issue 16): headless Chromium (Debian's package, driven by
-Playwright) against a live server on a real build with an API key set. One browser and one
-build for the module."""
+Playwright) against a live server with an API key set, serving an A/B split between two real
+builds (a champion and a challenger line, issue 15). One browser and one server for the module;
+the promotion test runs last, since it changes which build is the champion."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx2 as httpx
 import pytest
+import redis
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -18,19 +20,41 @@ from playwright.sync_api import (
 
 from api.app import create_app
 from loadtest.browser import launch
+from recsys.experiment import TrafficSplit
 from recsys.inspection.tables import load_tables
+from recsys.pipeline import run_build
+from recsys.store.user_store import current_build
 from tests.test_api_support import Built, live_server
 
 KEY = "browser-key"
+SPLIT = {"champion": 0.5, "challenger": 0.5}
+SALT = "browser"
+HEADERS = {"X-API-Key": KEY}
 
 
 @pytest.fixture(scope="module")
-def server(built: Built) -> Iterator[str]:
+def challenger(built: Built) -> str:
+    """A second build line's build, from the same data (issue 15's ``recsys build --name``)."""
+    with redis.Redis.from_url(built.settings.redis_url or "") as client:
+        return run_build(
+            built.dataset, built.artifacts, client, built.settings, name="challenger"
+        ).version
+
+
+@pytest.fixture(scope="module")
+def server(built: Built, challenger: str) -> Iterator[str]:
     # generous Redis and ranking budgets: these tests compare answers, and on a busy machine a
     # 20 ms read can time out into a fallback on one side of a comparison only
-    settings = built.with_serve(api_key=KEY, redis_timeout_ms=500, deadline_ms=2000)
+    settings = built.with_serve(
+        api_key=KEY, redis_timeout_ms=500, deadline_ms=2000, ab=SPLIT, ab_salt=SALT
+    )
     with live_server(create_app(settings, built.artifacts)) as base:
         yield base
+
+
+def users_of(arm: str, candidates: list[str]) -> list[str]:
+    split = TrafficSplit.of(SPLIT, SALT)
+    return [u for u in candidates if split.assign(u) == arm]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +140,8 @@ def test_every_page_loads_with_no_console_error_and_shows_the_builds_data(
     loaded(p, f"{server}/ui")
     assert built.version in p.locator("main").inner_text()
     assert p.locator("main").get_by_text("healthy").count() == 1
+    arms = p.locator("tr.arm-row").evaluate_all("rows => rows.map(r => r.dataset.arm)")
+    assert sorted(arms) == ["challenger", "champion"]
 
     loaded(p, f"{server}/ui/builds")
     row = p.locator(f"tr[data-version='{built.version}']")
@@ -128,6 +154,7 @@ def test_every_page_loads_with_no_console_error_and_shows_the_builds_data(
 
     loaded(p, f"{server}/ui/users?user={user}")
     assert p.locator("tr.answer-item").count() == 20
+    assert p.locator("tr.answer-item .explain.ranker").count() == 20  # explanations shown
     assert "Candidates by source" in p.locator("main").inner_text()
 
     loaded(p, f"{server}/ui/items?item={ids[item]}")
@@ -145,18 +172,104 @@ def test_the_user_inspector_lists_what_get_recommendations_answers(
     page: tuple[Page, Problems], server: str, built: Built
 ) -> None:
     p, problems = page
+    known = built.known_users(40)
     for user, device, ts in [
-        (built.known_users(5)[4], "tv", 1_707_700_000),
-        (built.known_users(6)[5], "mobile", 1_707_650_000),
+        (users_of("champion", known)[0], "tv", 1_707_700_000),
+        (users_of("challenger", known)[0], "mobile", 1_707_650_000),
         ("someone-new", "tv", 1_707_700_000),
     ]:
         expected = httpx.get(
             f"{server}/recommendations/{user}",
-            params={"k": 12, "device": device, "ts": ts},
-            headers={"X-API-Key": KEY},
+            params={"k": 12, "device": device, "ts": ts, "explain": "true"},
+            headers=HEADERS,
         ).json()
         loaded(p, f"{server}/ui/users?user={user}&k=12&device={device}&ts={ts}")
-        shown = p.locator("tr.answer-item").evaluate_all("rows => rows.map(r => r.dataset.itemId)")
+        rows = p.locator("tr.answer-item")
+        shown = rows.evaluate_all("rows => rows.map(r => r.dataset.itemId)")
         assert shown == [str(i["item_id"]) for i in expected["items"]]
         assert len(shown) == 12
+        context = p.locator("#answer-context").inner_text()
+        assert f"arm {expected['arm']}, build {expected['model_version']}" in context
+        # each item's explanation, as explain=true gives it: sources, stage-1 rank, ranker
+        # score, the largest contribution
+        for row, item in zip(rows.all(), expected["items"], strict=True):
+            why = item["explanation"]
+            tags = row.locator(".tag").evaluate_all("tags => tags.map(t => t.textContent)")
+            assert tags == why["sources"]
+            text = row.inner_text()
+            if why["stage1_rank"] is not None:
+                assert f"stage 1: #{why['stage1_rank'] + 1}," in text
+            if why["ranker_score"] is not None:
+                assert f"ranker: {why['ranker_score']:,.4f}" in text
+            if why["contributions"]:
+                assert f"{why['contributions'][0]['feature']} = " in text
+        if user == "someone-new":
+            assert expected["fallback"] == "cold-start" and "not a candidate" in text
+        else:
+            assert expected["fallback"] is None and why["contributions"]
+    assert problems.seen == []
+
+
+def test_the_overview_shows_each_arms_online_metrics(
+    page: tuple[Page, Problems], server: str, built: Built
+) -> None:
+    p, problems = page
+    known = built.known_users(40)
+    clicked = 0
+    for arm in ("champion", "challenger"):
+        for user in users_of(arm, known)[:3]:
+            answer = httpx.get(
+                f"{server}/recommendations/{user}", params={"k": 10}, headers=HEADERS
+            ).json()
+            assert answer["arm"] == arm
+            if arm == "challenger":  # a click on its first item, naming the answer
+                event = {
+                    "user_id": user,
+                    "item_id": answer["items"][0]["item_id"],
+                    "type": "click",
+                    "request_id": answer["request_id"],
+                }
+                r = httpx.post(f"{server}/events", json=event, headers=HEADERS)
+                assert r.status_code == 202, r.text
+                clicked += 1
+    loaded(p, f"{server}/ui")
+    rows = {
+        r.get_attribute("data-arm"): r.locator("td").all_inner_texts()
+        for r in p.locator("tr.online-row").all()
+    }
+    assert set(rows) == {"champion", "challenger"}
+    # columns: arm, answers, ranked, items shown, CTR, ...
+    assert rows["champion"][4] == "0.00%"  # shown, never clicked
+    shown = int(rows["challenger"][3].replace(",", ""))
+    ctr = float(rows["challenger"][4].rstrip("%")) / 100
+    assert shown >= 30 and ctr == pytest.approx(clicked / shown, abs=6e-5)
+    assert problems.seen == []
+
+
+def test_promote_from_the_builds_page_switches_the_champion(
+    page: tuple[Page, Problems], server: str, built: Built, challenger: str
+) -> None:
+    """Last in the module: after it, the challenger's build is the champion's."""
+    p, problems = page
+    user = users_of("champion", built.known_users(40))[0]
+
+    def served_to_champion_users() -> str:
+        answer = httpx.get(f"{server}/recommendations/{user}", headers=HEADERS).json()
+        assert answer["arm"] == "champion"
+        return str(answer["model_version"])
+
+    assert served_to_champion_users() == built.version
+    loaded(p, f"{server}/ui/builds")
+    assert p.locator(f"tr[data-version='{built.version}'] button.promote").count() == 0
+    button = p.locator(f"tr[data-version='{challenger}'] button.promote")
+    assert button.count() == 1
+    p.once("dialog", lambda dialog: dialog.accept())  # "Promote challenger ...?"
+    button.click()
+    expect(p.locator("#promote-status")).to_contain_text(f"the champion is now {challenger}")
+    with redis.Redis.from_url(built.settings.redis_url or "") as client:
+        assert current_build(client, built.keys) == challenger
+    # this worker swapped at once; the page drew the builds again
+    assert served_to_champion_users() == challenger
+    assert "current" in p.locator(f"tr[data-version='{challenger}']").inner_text()
+    assert p.locator("button.promote").count() == 0
     assert problems.seen == []

@@ -130,10 +130,12 @@ async def get_recommendations(
 ) -> Response:
     """Top-k items for a user, best first, answered within the deadline (100 ms by default).
 
-    Unknown users get popular items (`fallback: "cold-start"`), not a 404. If Redis is down or
-    slow the answer comes from popular items held in memory (`"redis-unavailable"`); if ranking
-    would not fit in the deadline, in stage-1 order (`"ranker-timeout"`). Every answer is
-    logged as an impression under its `request_id`, without waiting for the log.
+    A user the build does not know is ranked from the positive events they posted (candidates
+    anchored on those events); one with no such events gets popular items (`fallback:
+    "cold-start"`), not a 404. If Redis is down or slow the answer comes from popular items held
+    in memory (`"redis-unavailable"`); if ranking would not fit in the deadline, in stage-1 order
+    (`"ranker-timeout"`). Every answer is logged as an impression under its `request_id`, without
+    waiting for the log.
     """
     excluded = parse_exclude(exclude)
     arm, model = arms.choose(user_id)

@@ -1,22 +1,28 @@
-"""The dashboard's data: one JSON endpoint per page (``api/ui/dashboard.py`` composes them).
+"""The dashboard's data: one JSON endpoint per page (``api/ui/dashboard.py`` composes them), and
+the one action, Promote (``POST /ui/api/promote``).
 
 Open to whoever may see the dashboard: everyone without an API key, else a caller with the key
 in ``X-API-Key`` or a signed-in browser (``api/ui/auth.py``). Left out of the OpenAPI schema:
 they serve the dashboard's pages and may change with them; the API's contract is elsewhere.
 """
 
+import logging
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.routes.ui import UiAuthDep
 from api.schemas import MAX_DEVICE_LEN, MAX_ID_LEN, MAX_K, MAX_TS
-from api.ui.auth import Access
+from api.ui.auth import Access, require_csrf_safe
 from api.ui.dashboard import Context, Dashboard
 from api.ui.html import SECURITY_HEADERS
+from recsys.errors import StoreError
 from recsys.records import Record
+
+log = logging.getLogger(__name__)
 
 
 async def ui_access(request: Request, auth: UiAuthDep) -> Access:
@@ -32,6 +38,7 @@ async def get_dashboard(request: Request) -> Dashboard:
 
 
 DashboardDep = Annotated[Dashboard, Depends(get_dashboard)]
+AccessDep = Annotated[Access, Depends(ui_access)]
 router = APIRouter(prefix="/ui/api", include_in_schema=False, dependencies=[Depends(ui_access)])
 
 DeviceQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_DEVICE_LEN)]
@@ -50,8 +57,44 @@ async def overview(dashboard: DashboardDep) -> Response:
 
 
 @router.get("/builds")
-async def builds(dashboard: DashboardDep) -> Response:
-    return _json(await dashboard.builds())
+async def builds(dashboard: DashboardDep, access: AccessDep) -> Response:
+    return _json(await dashboard.builds(can_promote=access != "open"))
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/promote")
+async def promote(
+    body: PromoteIn,
+    request: Request,
+    auth: UiAuthDep,
+    access: AccessDep,
+    dashboard: DashboardDep,
+) -> Response:
+    """The newest build of ``line`` becomes the champion's: ``recsys ab promote`` from the
+    Builds page. Needs the API key (a signed-in session, with its CSRF token and from this
+    origin, or the key's header): without one configured it is refused, since anyone who can
+    reach the port, or a page they open, could otherwise switch production traffic."""
+    if access == "open":
+        raise HTTPException(
+            403,
+            detail="promotion from the dashboard needs an API key: set RECSYS_SERVE__API_KEY, "
+            "or use recsys ab promote",
+        )
+    require_csrf_safe(request, auth, access)
+    try:
+        done = await dashboard.promote(body.line)
+    except ValueError as e:
+        raise HTTPException(422, detail=str(e)) from None
+    except StoreError as e:
+        raise HTTPException(409, detail=str(e)) from None
+    log.warning(
+        "dashboard: promoted %s: champion %s -> %s", done.line, done.previous, done.champion
+    )
+    return _json(done)
 
 
 @router.get("/users/{user_id:anytext}")

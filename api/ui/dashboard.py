@@ -18,14 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+import redis
 from pydantic import ValidationError
 
-from api.model_holder import ModelHolder
+from api.arms import Arms
+from api.schemas import Contribution, Explanation
 from api.service import REDIS_ERRORS, RecommendationService
-from api.ui.live import LiveTraffic, RedisView, TrafficView, redis_view
+from api.ui.live import ArmOnline, LiveTraffic, RedisView, TrafficView, online_view, redis_view
 from recsys.artifacts import BuildManifest, CandidateSummary, DataSummary, read_manifest
 from recsys.config import Settings
 from recsys.evaluation.records import CompareReport, EvalReport, read_report
+from recsys.experiment import DEFAULT_BUILD_NAME, check_build_name
+from recsys.explain import ItemExplanation
 from recsys.inspection.builds import BuildRow, build_rows, builds_on_disk
 from recsys.inspection.history import read_history
 from recsys.inspection.items import ItemId, ItemRef, ItemView, item_view, titles_of
@@ -43,7 +47,7 @@ from recsys.records import Record
 from recsys.serving import ServingModel, apply_events
 from recsys.store.codec import decode_user_state
 from recsys.store.drift_counts import read_live_counts
-from recsys.store.user_store import current_build_async, read_user_async
+from recsys.store.user_store import current_build_async, promote, read_user_async
 
 REPORT_FILE: Final = "report.json"
 HISTORY_ROWS: Final = 20  # events shown by the user inspector
@@ -69,6 +73,9 @@ class UnavailableError(RuntimeError):
 
 class ServedBuild(Record):
     arm: str
+    share: float
+    """Share of users the A/B split sends to this arm; 0 for a champion the split does not name
+    (it answers only the users whose arm has no build loaded)."""
     build_version: str
     created_at: str
     age_s: float | None
@@ -96,7 +103,11 @@ class Overview(Record):
     refresh_s: float
     current_build: str | None
     problem: str | None
+    experiment: bool
+    """An A/B split is configured (``serve.ab``)."""
     served: list[ServedBuild]
+    online: list[ArmOnline] | None
+    """Online metrics by arm since the servers started; None until an answer was shown."""
     report: ReportSummary | None
     report_problem: str | None
     traffic: TrafficView
@@ -108,7 +119,20 @@ class Builds(Record):
     key_prefix: str
     current_build: str | None
     served: list[str]
+    lines: dict[str, str]
+    """Build line -> its newest build (``recsys build --name``; the champion's is the current)."""
+    can_promote: bool
+    """Promotion needs an API key (``api/ui/auth.py``)."""
     builds: list[BuildRow]
+
+
+class Promotion(Record):
+    line: str
+    previous: str | None
+    champion: str
+    """The build the champion's pointer names now."""
+    served: list[str]
+    """What this worker serves after swapping (other workers: on their next poll)."""
 
 
 class Context(Record):
@@ -118,10 +142,12 @@ class Context(Record):
 
 class AnswerItem(ItemRef):
     score: float
+    explanation: Explanation | None = None
 
 
 class AnswerView(Record):
     context: Context
+    arm: str
     model_version: str
     fallback: str | None
     items: list[AnswerItem]
@@ -164,13 +190,14 @@ class Dashboard:
         self,
         settings: Settings,
         artifacts: Path,
-        holder: ModelHolder,
+        arms: Arms,
         service: RecommendationService,
         traffic: LiveTraffic,
     ) -> None:
         self.settings = settings
         self.artifacts = artifacts
-        self.holder = holder
+        self.arms = arms
+        self.holder = arms.champion
         self.service = service
         self.traffic = traffic
         self._tables: OrderedDict[str, InspectionTables | None] = OrderedDict()
@@ -241,10 +268,14 @@ class Dashboard:
             current = await current_build_async(self.service.event_client, self.service.keys)
         except REDIS_ERRORS:
             current = None
-        served = []
+        split = self.arms.split
+        served = [
+            self._served(name, h.model.version, split.share(name) if name in split.arms else 0.0)
+            for name, h in self.arms.holders.items()
+            if h.model is not None
+        ]
         examples: list[str] = []
         if model is not None:
-            served.append(self._served("champion", model.version))
             tables = await self.tables(model.version)
             if tables is not None and tables.audience is not None:
                 examples = tables.audience.users[:EXAMPLE_USERS]
@@ -253,8 +284,10 @@ class Dashboard:
             generated_at=time.time(),
             refresh_s=self.settings.ui.refresh_s,
             current_build=current,
-            problem=self.holder.last_error,
+            problem=self.arms.problems(),
+            experiment=split.is_experiment,
             served=served,
+            online=online_view(samples),
             report=_report_summary(report, path) if report is not None and path else None,
             report_problem=report_problem,
             traffic=traffic,
@@ -262,10 +295,11 @@ class Dashboard:
             example_users=examples,
         )
 
-    def _served(self, arm: str, version: str) -> ServedBuild:
+    def _served(self, arm: str, version: str, share: float) -> ServedBuild:
         m = self.manifest(version)
         return ServedBuild(
             arm=arm,
+            share=round(share, 6),
             build_version=version,
             created_at=m.created_at,
             age_s=_age_s(m.created_at),
@@ -276,24 +310,56 @@ class Dashboard:
             inspection_bytes=m.inspection.bytes if m.inspection else None,
         )
 
-    async def builds(self) -> Builds:
+    async def builds(self, can_promote: bool) -> Builds:
+        prefix = self.settings.key_prefix
+        client, keys = self.service.event_client, self.service.keys
         try:
-            current = await current_build_async(self.service.event_client, self.service.keys)
+            current = await current_build_async(client, keys)
         except REDIS_ERRORS:
             current = None
-        prefix = self.settings.key_prefix
-        served = {self.holder.model.version} if self.holder.model else set()
+        served = self.arms.served()
 
         def rows() -> list[BuildRow]:
             history = read_history(self.artifacts, prefix)
             on_disk = builds_on_disk(self.artifacts, prefix)
             return build_rows(history, on_disk, self.artifacts, prefix, current, served)
 
+        found = await asyncio.to_thread(rows)
+        names = sorted({*(r.line for r in found), *self.arms.holders} - {DEFAULT_BUILD_NAME})
+        try:
+            heads = {n: await current_build_async(client, keys, n) for n in names}
+        except REDIS_ERRORS:
+            heads = {}
+        lines = {n: v for n, v in heads.items() if v is not None}
+        if current is not None:
+            lines = {DEFAULT_BUILD_NAME: current, **lines}
         return Builds(
             key_prefix=prefix,
             current_build=current,
             served=sorted(served),
-            builds=await asyncio.to_thread(rows),
+            lines=lines,
+            can_promote=can_promote,
+            builds=[with_promotable(row, lines, current) for row in found],
+        )
+
+    async def promote(self, line: str) -> Promotion:
+        """The newest build of ``line`` becomes the champion's (issue 15's ``promote``, the
+        same as ``recsys ab promote``), and this worker swaps it in at once; the others do on
+        their next poll. ValueError: not a line name; ``StoreError``: nothing to promote."""
+        check_build_name(line)
+        url = self.settings.redis_url or ""
+
+        def run() -> tuple[str | None, str]:
+            with redis.Redis.from_url(url) as client:
+                return promote(client, self.service.keys, line)
+
+        try:
+            previous, champion = await asyncio.to_thread(run)
+            await self.arms.refresh(self.service.event_client, self.service.keys)
+        except REDIS_ERRORS as e:
+            raise UnavailableError(f"redis: {e}") from e
+        return Promotion(
+            line=line, previous=previous, champion=champion, served=sorted(self.arms.served())
         )
 
     async def user(
@@ -303,7 +369,9 @@ class Dashboard:
         context: Context,
         alternative: Context | None,
     ) -> UserView:
-        model = self.model()
+        arm, model = self.arms.choose(user_id)  # the build GET /recommendations would use
+        if model is None:
+            raise UnavailableError(self.holder.last_error or "no build loaded yet")
         service = self.service
         try:  # on the event pool: the page can wait longer than a request's 20 ms
             record = await read_user_async(
@@ -319,7 +387,7 @@ class Dashboard:
         titles: list[str | None] = (
             titles_of(tables.catalogue) if tables else [None] * model.items.n_items
         )
-        answer = await self._answer(model, user_id, k, context, titles)
+        answer = await self._answer(arm, model, user_id, k, context, titles, explain=True)
         known = record.state is not None
         if known:
             assert record.state is not None
@@ -330,7 +398,7 @@ class Dashboard:
         else:
             history, candidates, total, n_events = [], [], 0, len(record.events)
         alt = alternative or default_alternative(context, history, model.items.devices)
-        alt_answer = await self._answer(model, user_id, k, alt, titles)
+        alt_answer = await self._answer(arm, model, user_id, k, alt, titles)
         by_id = {i.item_id: i.title for i in answer.items + alt_answer.items}
         return UserView(
             user_id=user_id,
@@ -349,26 +417,39 @@ class Dashboard:
 
     async def _answer(
         self,
+        arm: str,
         model: ServingModel,
         user_id: str,
         k: int,
         context: Context,
         titles: list[str | None],
+        explain: bool = False,
     ) -> AnswerView:
         """The answer ``GET /recommendations`` gives for this user and context: the same
-        service call, the same code."""
+        service call, the same code (with ``explain``: ``explain=true``'s)."""
         answer = await self.service.recommend(
-            model, user_id, k, context.device, context.ts, time.perf_counter()
+            model, user_id, k, context.device, context.ts, time.perf_counter(), explain=explain
         )
         ids = model.items.ids_list
+        why: list[ItemExplanation | None] = (
+            list(answer.explanations)
+            if answer.explanations
+            else [None] * len(answer.ranked.item_idx)
+        )
         return AnswerView(
             context=context,
+            arm=arm,
             model_version=answer.model.version,
             fallback=answer.fallback,
             items=[
-                AnswerItem(item_id=ids[i], title=titles[i], score=round(s, 6))
-                for i, s in zip(
-                    answer.ranked.item_idx.tolist(), answer.ranked.scores.tolist(), strict=True
+                AnswerItem(
+                    item_id=ids[i],
+                    title=titles[i],
+                    score=round(s, 6),
+                    explanation=explanation_view(e) if e is not None else None,
+                )
+                for i, s, e in zip(
+                    answer.ranked.item_idx.tolist(), answer.ranked.scores.tolist(), why, strict=True
                 )
             ],
         )
@@ -418,6 +499,40 @@ class Dashboard:
         )
 
 
+def with_promotable(row: BuildRow, lines: dict[str, str], current: str | None) -> BuildRow:
+    """``row``, saying whether Promote applies to it: the newest build of a line other than the
+    champion's, not already the champion's build."""
+    promotable = (
+        row.line != DEFAULT_BUILD_NAME
+        and lines.get(row.line) == row.build_version
+        and current != row.build_version
+    )
+    return row.model_copy(update={"promotable": promotable})
+
+
+def explanation_view(e: ItemExplanation) -> Explanation:
+    """An item's explanation in the API's own shape (``api.schemas.Explanation``)."""
+    return Explanation(
+        sources=e.sources,
+        stage1_score=_rounded(e.stage1_score),
+        stage1_rank=e.stage1_rank,
+        ranker_score=_rounded(e.ranker_score),
+        contributions=[
+            Contribution(
+                feature=c.feature,
+                value=_rounded(c.value),
+                contribution=_rounded(c.contribution) or 0.0,
+            )
+            for c in e.contributions
+        ],
+        expected_value=_rounded(e.expected_value),
+    )
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None or x != x else round(x, 6)
+
+
 def default_alternative(context: Context, history: list[HistoryRow], devices: list[str]) -> Context:
     """What the inspector compares with when not told: the user's last device if the request
     named another (else the first other device the build knows), twelve hours later."""
@@ -464,4 +579,4 @@ def _report_summary(report: EvalReport | CompareReport, path: Path) -> ReportSum
     )
 
 
-__all__ = ["Dashboard", "ItemId", "NotFoundError", "ServedBuild", "UnavailableError"]
+__all__ = ["Dashboard", "ItemId", "NotFoundError", "Promotion", "ServedBuild", "UnavailableError"]

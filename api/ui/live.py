@@ -7,6 +7,10 @@ ones (it refreshes every few seconds) a sliding minute. Quantiles come from the 
 histogram's buckets, interpolated within a bucket as Prometheus' ``histogram_quantile`` does.
 Fallback shares come from the same histogram's ``outcome`` label, so only answers of
 ``GET /recommendations`` count (not the dashboard's own user-inspector calls).
+
+Online metrics by arm come from the API's live counters (``recsys_online_*``, issue 15), since
+the servers started: the same ratios as the PromQL in docs/API.md ("Metrics"), events counted as
+posted rather than attributed, so they track ``recsys online-report`` without reproducing it.
 """
 
 import time
@@ -16,6 +20,7 @@ from typing import Final
 
 from api.prometheus import (
     FALLBACK_REASONS,
+    NO_FALLBACK,
     REDIS_EVICTED_METRIC,
     REDIS_KEYS_METRIC,
     REDIS_MEMORY_METRIC,
@@ -29,9 +34,27 @@ RECOMMEND_ROUTE: Final = "/recommendations/{user_id}"
 EVENTS_ROUTE: Final = "/events"
 WINDOW_S: Final = 60.0
 MIN_WINDOW_S: Final = 2.0
-FAMILIES: Final = frozenset(
-    {REQUEST_METRIC, REDIS_MEMORY_METRIC, REDIS_KEYS_METRIC, REDIS_EVICTED_METRIC}
+ONLINE_ANSWERS: Final = "recsys_online_answers"
+ONLINE_SHOWN: Final = "recsys_online_items_shown"
+ONLINE_POPULARITY: Final = "recsys_online_shown_popularity"
+ONLINE_EVENTS: Final = "recsys_online_events"
+ONLINE_COMPLETION: Final = "recsys_online_watch_completion"
+ONLINE_COVERAGE: Final = "recsys_online_catalogue_coverage"
+ONLINE_FAMILIES: Final = frozenset(
+    {
+        ONLINE_ANSWERS,
+        ONLINE_SHOWN,
+        ONLINE_POPULARITY,
+        ONLINE_EVENTS,
+        ONLINE_COMPLETION,
+        ONLINE_COVERAGE,
+    }
 )
+FAMILIES: Final = (
+    frozenset({REQUEST_METRIC, REDIS_MEMORY_METRIC, REDIS_KEYS_METRIC, REDIS_EVICTED_METRIC})
+    | ONLINE_FAMILIES
+)
+CTR_TYPES: Final = frozenset({"click", "watch"})
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,89 @@ def traffic_view(delta: Reading, since_start: bool) -> TrafficView:
         events_per_s=round(events / window, 2),
         event_errors=round(delta.events.get("4xx", 0.0) + delta.events.get("5xx", 0.0)),
     )
+
+
+class ArmOnline(Record):
+    """One arm's online metrics since the servers started (``recsys_online_*``)."""
+
+    arm: str
+    answers: int
+    ranked_share: float | None
+    """Answers the ranker gave (no fallback) / answers."""
+    items_shown: int
+    ctr: float | None
+    """Clicks and watches that name their answer (``request_id``) / items shown."""
+    completion: float | None
+    """Mean completion of the watches that report one."""
+    watches_with_completion: int
+    skip_rate: float | None
+    dislike_rate: float | None
+    pop_pct: float | None
+    """Mean popularity percentile of the items shown (0 least watched, 1 most)."""
+    coverage: float | None
+    """Share of the catalogue shown (the largest of the workers': a lower bound)."""
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return round(num / den, 5) if den > 0 else None
+
+
+def online_view(samples: list[Sample]) -> list[ArmOnline] | None:
+    """Online metrics by arm from the live counters; None while no answer has shown an item."""
+    sums: dict[tuple[str, str], float] = {}
+    coverage: dict[str, float] = {}
+    arms: set[str] = set()
+
+    def add(arm: str, what: str, value: float) -> None:
+        sums[arm, what] = sums.get((arm, what), 0.0) + value
+
+    for name, labels, value in samples:
+        arm = labels.get("arm")
+        if arm is None or name.endswith("_created"):
+            continue
+        arms.add(arm)
+        if name.startswith(ONLINE_ANSWERS):
+            add(arm, "answers", value)
+            if labels.get("fallback") == NO_FALLBACK:
+                add(arm, "ranked", value)
+        elif name.startswith(ONLINE_SHOWN):
+            add(arm, "shown", value)
+        elif name.startswith(ONLINE_POPULARITY):
+            add(arm, "popularity", value)
+        elif name.startswith(ONLINE_EVENTS):
+            kind = labels.get("type", "")
+            if kind in CTR_TYPES and labels.get("attributed") == "yes":
+                add(arm, "clicks", value)
+            if kind in ("skip", "dislike"):
+                add(arm, kind, value)
+        elif name == f"{ONLINE_COMPLETION}_sum":
+            add(arm, "completion_sum", value)
+        elif name == f"{ONLINE_COMPLETION}_count":
+            add(arm, "completion_count", value)
+        elif name == ONLINE_COVERAGE:
+            coverage[arm] = max(coverage.get(arm, 0.0), value)
+    if not any(sums.get((arm, "shown"), 0.0) > 0 for arm in arms):
+        return None
+
+    def get(arm: str, what: str) -> float:
+        return sums.get((arm, what), 0.0)
+
+    return [
+        ArmOnline(
+            arm=arm,
+            answers=round(get(arm, "answers")),
+            ranked_share=_ratio(get(arm, "ranked"), get(arm, "answers")),
+            items_shown=round(get(arm, "shown")),
+            ctr=_ratio(get(arm, "clicks"), get(arm, "shown")),
+            completion=_ratio(get(arm, "completion_sum"), get(arm, "completion_count")),
+            watches_with_completion=round(get(arm, "completion_count")),
+            skip_rate=_ratio(get(arm, "skip"), get(arm, "shown")),
+            dislike_rate=_ratio(get(arm, "dislike"), get(arm, "shown")),
+            pop_pct=_ratio(get(arm, "popularity"), get(arm, "shown")),
+            coverage=round(coverage[arm], 5) if arm in coverage else None,
+        )
+        for arm in sorted(arms)
+    ]
 
 
 def redis_view(samples: list[Sample], problem: str | None) -> RedisView:

@@ -25,4 +25,5 @@ def build(inputs: SourceInputs) -> AlsSource:
     return AlsSource(inputs.item_index)
 
 
-ALS = SourceSpec("als", bit=0, quota=400, build=build, fills_rest=True)
+# 340 + the other sources' quotas = 500, candidates.per_user's default
+ALS = SourceSpec("als", bit=0, quota=340, build=build, fills_rest=True)

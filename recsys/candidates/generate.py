@@ -95,8 +95,6 @@ def batch_candidates(
     times: SearchTimes | None = None,
 ) -> CandidateBatch:
     """Candidates of one search batch (dense user indices into ``user_factors`` and ``seen``)."""
-    started = time.perf_counter()
-    n_items = item_factors.shape[0]
     batch_users = batch_users.astype(np.int64)
     batch = UserBatch(
         users=batch_users,
@@ -106,14 +104,31 @@ def batch_candidates(
         # users past 2 x per_user seen items may get fewer than per_user candidates
         max_seen=min(int(np.diff(seen.indptr)[batch_users].max()), 2 * cfg.per_user),
     )
+    seen_of_batch = seen_keys(seen, batch_users, item_factors.shape[0])
+    return candidates_of(batch, sources, seen_of_batch, item_factors, cfg, times)
+
+
+def candidates_of(
+    batch: UserBatch,
+    sources: Sequence[ActiveSource],
+    seen: np.ndarray,
+    item_factors: np.ndarray,
+    cfg: CandidateConfig,
+    times: SearchTimes | None = None,
+) -> CandidateBatch:
+    """Every source searched for ``batch``, merged, each candidate scored by ``batch.factors``
+    (``seen``: sorted ``row * n_items + item`` keys of what each user of the batch has seen).
+    The build calls it for batches of its users, the API for one user it never saw."""
+    started = time.perf_counter()
+    n_items = item_factors.shape[0]
     lists = []
     for s in sources:  # in priority order; build_sources leaves out those with no slot
         width = s.width(cfg.per_user)
         found, scores = s.source.scored(batch, width)
         lists.append(SourceList(found, s.spec.flag, s.quota, width, scores))
     searched = time.perf_counter()
-    merged = merge(lists, seen_keys(seen, batch_users, n_items), n_items, cfg.per_user)
-    owner = np.repeat(np.arange(len(batch_users)), np.diff(merged.offsets))
+    merged = merge(lists, seen, n_items, cfg.per_user)
+    owner = np.repeat(np.arange(len(batch.users)), np.diff(merged.offsets))
     scores = merged.scores
     unknown = np.flatnonzero(np.isnan(scores))  # found only by non-ALS sources
     scores[unknown] = np.einsum(
@@ -124,7 +139,7 @@ def batch_candidates(
         times.search_s += searched - started
         times.merge_s += time.perf_counter() - searched
     return CandidateBatch(
-        users=batch_users.astype(np.int32),
+        users=batch.users.astype(np.int32),
         offsets=merged.offsets,
         items=merged.items[by_score],
         scores=scores[by_score],

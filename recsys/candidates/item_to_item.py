@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.candidates.neighbours import ItemNeighbours, content_neighbours, nearest_items
+from recsys.candidates.neighbours import ItemNeighbours
 from recsys.candidates.source import SourceInputs, SourceSpec, UserBatch
 
 
@@ -62,13 +62,12 @@ def top_unique_per_row(ids: np.ndarray, score: np.ndarray, width: int) -> np.nda
 
 def build_by_factors(inputs: SourceInputs) -> ItemToItemSource:
     """Nearest items (factor cosine) to the user's recent watches."""
-    return ItemToItemSource(nearest_items(inputs.items.factors_normed, inputs.config.neighbours))
+    return ItemToItemSource(inputs.neighbours.factors)
 
 
 def build_by_content(inputs: SourceInputs) -> ItemToItemSource:
     """Nearest items by metadata (genres, title words) to recent watches."""
-    items, m = inputs.items, inputs.config.neighbours
-    return ItemToItemSource(content_neighbours(items.genre_mask, inputs.titles, items.pop_all, m))
+    return ItemToItemSource(inputs.neighbours.content)
 
 
 ITEM_FACTORS = SourceSpec("item_factors", bit=2, quota=40, build=build_by_factors)

@@ -1,5 +1,7 @@
-"""What stage 1 learns from a build's events: ALS factors, what each user has seen, the item table
-and the index over it, every user's history, and the candidate sources built from them."""
+"""What stage 1 learns from a build's events: ALS factors and the fold-in for new users, what
+each user has seen, the item table (with the transition tables from the order of events), the
+item-to-item neighbour tables, the index over the item factors, every user's history, and the
+candidate sources built from them."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.candidates.ann import ItemIndex, build_index
+from recsys.candidates.covisitation import CovisitParams, sequence_tables
 from recsys.candidates.generate import (
     ActiveSource,
     CandidateBatch,
@@ -17,6 +20,7 @@ from recsys.candidates.generate import (
     generate_candidates,
     search_batches,
 )
+from recsys.candidates.neighbours import NeighbourTables, content_neighbours, nearest_items
 from recsys.candidates.registry import SOURCES
 from recsys.candidates.source import SourceInputs
 from recsys.columns import Columns
@@ -25,7 +29,7 @@ from recsys.events_index import IndexedEvents
 from recsys.feedback import positives
 from recsys.history import UserHistory
 from recsys.items import ItemTable, build_item_table
-from recsys.mf import Factors, fit_als, interaction_matrix
+from recsys.mf import Factors, FoldIn, fit_als, interaction_matrix
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,10 @@ class CandidateModel:
     """A fitted stage 1."""
 
     factors: Factors
+    fold_in: FoldIn  # factor vectors of users the build never saw, from their positive events
     seen: sp.csr_matrix  # users x items, summed weights of every event, negative ones included
     items: ItemTable
+    neighbours: NeighbourTables
     item_index: ItemIndex  # over the item factors; what the ALS source searches
     history: UserHistory
     sources: list[ActiveSource]  # in merge-priority order
@@ -126,6 +132,17 @@ def build_sources(inputs: SourceInputs) -> list[ActiveSource]:
     ]
 
 
+def neighbour_tables(
+    items: ItemTable, titles: pl.Series, config: CandidateConfig
+) -> NeighbourTables:
+    """The item-to-item sources' tables: factor cosine, and metadata (genres, title words)."""
+    m = config.neighbours
+    return NeighbourTables(
+        factors=nearest_items(items.factors_normed, m),
+        content=content_neighbours(items.genre_mask, titles, items.pop_all, m),
+    )
+
+
 def fit_candidate_model(
     events: IndexedEvents,
     events_df: pl.DataFrame,
@@ -137,8 +154,9 @@ def fit_candidate_model(
 ) -> CandidateModel:
     """Everything stage 1 learns from ``events`` (and nothing else), as of their last timestamp.
 
-    Taste comes from positive events only (ALS, the item table, histories); every event, a skip
-    or a dislike included, removes its item from that user's candidates (recsys.feedback)."""
+    Taste comes from positive events only (ALS and its fold-in, the item table, the sequence
+    tables, histories); every event, a skip or a dislike included, removes its item from that
+    user's candidates (recsys.feedback)."""
     seen = interaction_matrix(events.user, events.item, events.weight, n_users, catalogue.height)
     liked = events.only_positive()
     if liked is not events:
@@ -150,16 +168,37 @@ def fit_candidate_model(
         seen_positive = seen
     factors = fit_als(seen_positive, settings.als, init_item_factors)
     as_of_ts = int(events.ts.max())
-    items = build_item_table(catalogue, events_df, liked.item, factors.item, as_of_ts, devices)
+    # "what comes next" is taste too: a skip between two watches is not a transition (issue 15)
+    params = CovisitParams.from_config(settings.candidates.sequence, len(liked))
+    n_items = catalogue.height
+    tables = sequence_tables(liked.user, liked.item, liked.ts, n_items, as_of_ts, params)
+    items = build_item_table(
+        catalogue,
+        events_df,
+        liked.item,
+        factors.item,
+        as_of_ts,
+        devices,
+        tables.transitions,
+        tables.covisits,
+    )
     history = UserHistory.from_events(
         liked.user, liked.item, liked.ts, liked.device, liked.completion, n_users
     )
+    titles = catalogue[Columns.title].fill_null("")
+    neighbours = neighbour_tables(items, titles, settings.candidates)
     item_index = build_index(items.factors, settings.ann)
-    inputs = SourceInputs(
+    inputs = SourceInputs(items, neighbours, item_index, settings.candidates)
+    return CandidateModel(
+        factors=factors,
+        # on the matrix ALS was fitted on: the fold-in replays ALS's user step, so its BM25
+        # length norms and default weight must be those of the positive events the item factors
+        # came from; a dislike counted in them would make its item look more popular
+        fold_in=FoldIn.fit(seen_positive, factors.item, settings.als),
+        seen=seen,
         items=items,
-        titles=catalogue[Columns.title].fill_null(""),
+        neighbours=neighbours,
         item_index=item_index,
         history=history,
-        config=settings.candidates,
+        sources=build_sources(inputs),
     )
-    return CandidateModel(factors, seen, items, item_index, history, build_sources(inputs))

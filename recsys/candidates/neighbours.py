@@ -7,7 +7,10 @@ Vectors have equal norms here, so HNSW searches them well; exact search below ``
 
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -25,6 +28,15 @@ _STOP = frozenset(
 class ItemNeighbours:
     ids: np.ndarray  # int32 [I, M], -1 where fewer than M
     sims: np.ndarray  # float32 [I, M]
+
+    def named(self, name: str) -> dict[str, Any]:
+        """Its arrays under keys that start with ``name``, as ``np.savez`` keywords."""
+        return {f"{name}_ids": self.ids, f"{name}_sims": self.sims}
+
+    @classmethod
+    def read(cls, arrays: Mapping[str, np.ndarray], name: str) -> "ItemNeighbours":
+        """What ``named(name)`` saved."""
+        return cls(arrays[f"{name}_ids"], arrays[f"{name}_sims"])
 
 
 def nearest_items(vectors: np.ndarray, m: int) -> ItemNeighbours:
@@ -84,3 +96,25 @@ def content_neighbours(
     genre_mask: np.ndarray, titles: pl.Series, popularity: np.ndarray, m: int
 ) -> ItemNeighbours:
     return nearest_items(content_vectors(genre_mask, titles, popularity), m)
+
+
+NEIGHBOURS_FILE = "neighbours.npz"
+
+
+@dataclass(frozen=True)
+class NeighbourTables:
+    """The item-to-item tables of a build's similarity sources, computed once and saved with
+    the build: the API builds the same sources again from them to answer users the build never
+    saw (``recsys.serving.cold_start_state``)."""
+
+    factors: ItemNeighbours  # factor cosine
+    content: ItemNeighbours  # genres and title words
+
+    def save(self, directory: Path) -> None:
+        tables = self.factors.named("factor") | self.content.named("content")
+        np.savez(directory / NEIGHBOURS_FILE, **tables)
+
+    @classmethod
+    def load(cls, directory: Path) -> "NeighbourTables":
+        with np.load(directory / NEIGHBOURS_FILE) as z:
+            return cls(ItemNeighbours.read(z, "factor"), ItemNeighbours.read(z, "content"))

@@ -8,12 +8,13 @@ contract test all follow from this list (docs/ARCHITECTURE.md has a worked examp
 
 from typing import Final
 
-from recsys.candidates import als, item_to_item, ranked_lists
+from recsys.candidates import als, item_to_item, ranked_lists, sequential
 from recsys.candidates.source import SourceTable
 
 SOURCES: Final = SourceTable(
     [
         als.ALS,
+        sequential.SEQUENTIAL,
         item_to_item.ITEM_FACTORS,
         item_to_item.ITEM_CONTENT,
         ranked_lists.POPULAR,

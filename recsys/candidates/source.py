@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
-import polars as pl
 
 from recsys.candidates.ann import ItemIndex
-from recsys.history import UserHistory
+from recsys.candidates.neighbours import NeighbourTables
 from recsys.items import ItemTable
 
 if TYPE_CHECKING:  # recsys.config derives its quota settings from the registry
@@ -40,13 +39,17 @@ class UserBatch:
 
 @dataclass(frozen=True)
 class SourceInputs:
-    """What a source may be built from: everything stage 1 learned from the build's events (and
-    nothing after its cut), plus the candidate settings."""
+    """What a source may be built from: the item side of what stage 1 learned from the build's
+    events (nothing after its cut), plus the candidate settings.
 
-    items: ItemTable
-    titles: pl.Series  # item titles in dense-index order, "" where unknown
+    Item side only, and saved with the build: the API builds every source again from a saved
+    build to answer users the build never saw (``recsys.serving.cold_start_state``). Anything a
+    new source derives from the events belongs in the item table or the neighbour tables, which
+    ``recsys.candidates.model`` computes once per fit."""
+
+    items: ItemTable  # per-item arrays, the transition tables included
+    neighbours: NeighbourTables  # factor and content neighbours of every item
     item_index: ItemIndex  # maximum inner product search over the item factors
-    history: UserHistory  # every user's events, sorted by time
     config: "CandidateConfig"
 
 

@@ -50,8 +50,12 @@ _DAT_SEPARATOR = "::"
 _UNIT_SEPARATOR = "\x1f"  # a byte no MovieLens text contains: lets polars split on '::'
 
 
-def convert_movielens(src_dir: Path) -> Dataset:
-    """Detect the layout of ``src_dir`` and convert it; ratings become the ``weight`` column."""
+def convert_movielens(src_dir: Path, release_years: bool = True) -> Dataset:
+    """Detect the layout of ``src_dir`` and convert it; ratings become the ``weight`` column.
+
+    ``release_years=False`` leaves ``release_ts`` empty: items keep only title and genres, like
+    a catalogue without release dates (issue 14 measures quality both ways). The title keeps its
+    "(1995)": it is the title as published."""
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise DataError(str(src_dir), "not a directory")
@@ -68,6 +72,8 @@ def convert_movielens(src_dir: Path) -> Dataset:
         raise DataError(
             str(src_dir), "not a MovieLens folder: expected ratings.csv, ratings.dat or u.data"
         )
+    if not release_years:
+        items = items.with_columns(pl.lit(None, dtype=pl.Int64).alias(Columns.release_ts))
     return normalise_dataset(interactions, items, interactions_file=names[0], items_file=names[1])
 
 

@@ -10,7 +10,8 @@ and single-request online matrices bit for bit).
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, Final
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from recsys.user_state import UserState
 
 RECENT_N = 10  # history events that describe the user's current taste
 SIM_N = 5  # last items compared with each candidate in factor space
+SEQ_LAST: Final = (1, 3, 10)  # last watches whose transition weights to a candidate are summed
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class FeatureInputs:
         items: ItemTable,
     ) -> None:
         self.items = items
+        self.states = states
         self.n_per = np.array([len(s.cand_item) for s in states], dtype=np.int64)
         self.group: np.ndarray | None  # request of each row; None for a single request
         if len(states) == 1:
@@ -104,6 +107,22 @@ class FeatureInputs:
         with np.errstate(invalid="ignore", divide="ignore"):
             out = shares / recent_count
         return np.where(recent_count > 0, out, np.nan).astype(np.float32)
+
+    @cached_property
+    def sequence(self) -> "SequenceFeatures":
+        """What the build's transition and co-visit tables say about each candidate, given the
+        user's last watches (events posted to the API included).
+
+        One request at a time, offline too: each request's sums then run over the same entries
+        in the same order on both paths, so the features are bit-identical."""
+        blocks = [SequenceFeatures.of(s.cand_item, s.hist_item, self.items) for s in self.states]
+        if len(blocks) == 1:
+            return blocks[0]
+        return SequenceFeatures(
+            transition={n: np.concatenate([b.transition[n] for b in blocks]) for n in SEQ_LAST},
+            rank_last=np.concatenate([b.rank_last for b in blocks]),
+            covisit_log=np.concatenate([b.covisit_log for b in blocks]),
+        )
 
     def percentile_within_request(self, values: np.ndarray) -> np.ndarray:
         """Rank of each value within its request's candidates, 0 (lowest) to 1 (highest).
@@ -186,4 +205,51 @@ class UserAggregates:
             has_history=n_recent > 0,
             recent_pop=recent_pop,
             recent_release=recent_release,
+        )
+
+
+@dataclass(frozen=True)
+class SequenceFeatures:
+    """Per candidate row, from the order of events (``ItemTable.transitions`` and ``covisits``);
+    NaN for a user without history."""
+
+    transition: dict[int, np.ndarray]  # n -> sum over the last n watches of P(candidate | watch)
+    rank_last: np.ndarray  # rank among the last watch's next items; the table's width if absent
+    covisit_log: np.ndarray  # log(1 + co-visits with the last max(SEQ_LAST) watches)
+
+    @classmethod
+    def of(cls, cand: np.ndarray, hist_item: np.ndarray, items: ItemTable) -> "SequenceFeatures":
+        """One request's rows (``cand`` in its candidate order)."""
+        n = len(cand)
+        anchors = hist_item[hist_item >= 0][-max(SEQ_LAST) :]
+        if not len(anchors) or not n:
+            blank = np.full(n, np.nan, dtype=np.float32)
+            return cls(dict.fromkeys(SEQ_LAST, blank), blank, blank)
+        order = np.argsort(cand, kind="stable")
+        sorted_cand = cand[order]
+
+        def hits(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """(candidate row, anchor position, neighbour rank) of every anchor's neighbour
+            that is a candidate."""
+            ids = table[anchors]  # [A, M]
+            at = np.minimum(np.searchsorted(sorted_cand, ids), n - 1)
+            a, r = np.nonzero((ids >= 0) & (sorted_cand[at] == ids))
+            return order[at[a, r]], a, r
+
+        row, anchor, rank = hits(items.transitions.ids)
+        prob = items.transitions.sims[anchors[anchor], rank]
+        a_n = len(anchors)
+        transition = {}
+        for last in SEQ_LAST:
+            near = anchor >= a_n - last
+            transition[last] = np.bincount(row[near], weights=prob[near], minlength=n)
+        rank_last = np.full(n, items.transitions.ids.shape[1], dtype=np.float32)
+        is_last = anchor == a_n - 1
+        rank_last[row[is_last]] = rank[is_last]
+        row, anchor, rank = hits(items.covisits.ids)
+        counts = items.covisits.sims[anchors[anchor], rank]
+        covisit_log = np.log1p(np.bincount(row, weights=counts, minlength=n))
+        f32 = np.float32
+        return cls(
+            {k: v.astype(f32) for k, v in transition.items()}, rank_last, covisit_log.astype(f32)
         )

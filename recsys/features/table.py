@@ -153,5 +153,30 @@ FEATURES: Final = FeatureTable(
             "item release minus the user's recent mean release, in days",
             lambda x: (x.release - x.per_row(x.user.recent_release)) / 86400.0,
         ),
+        Feature(
+            "seq_trans_last1",
+            "probability that the item comes next after the last watch (transition table)",
+            lambda x: x.sequence.transition[1],
+        ),
+        Feature(
+            "seq_trans_last3",
+            "transition probabilities to the item from the last 3 watches, summed",
+            lambda x: x.sequence.transition[3],
+        ),
+        Feature(
+            "seq_trans_last10",
+            "transition probabilities to the item from the last 10 watches, summed",
+            lambda x: x.sequence.transition[10],
+        ),
+        Feature(
+            "seq_rank_last",
+            "rank among the last watch's next items (the table's width when absent)",
+            lambda x: x.sequence.rank_last,
+        ),
+        Feature(
+            "covisit_count_recent",
+            "log(1 + co-visits with the last 10 watches)",
+            lambda x: x.sequence.covisit_log,
+        ),
     ]
 )

@@ -43,6 +43,10 @@ class BuildRow(Record):
     artifact_bytes: int
     redis_bytes: int
     """Candidates and history of every user in Redis (bytes per user x users)."""
+    line: str
+    """Its build line (``recsys build --name``)."""
+    promotable: bool = False
+    """The newest build of a line other than the champion's, not the champion's build."""
 
 
 def importance_shares(gain: dict[str, float]) -> dict[str, float]:
@@ -77,6 +81,7 @@ def _row(
         build_s=round(sum(entry.timings_s.values()), 3),
         artifact_bytes=entry.artifact_bytes,
         redis_bytes=round(entry.candidates.bytes_per_user * entry.candidates.users_written),
+        line=entry.line,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from recsys.artifacts import BuildManifest, CandidateSummary, DataSummary, RankerSummary
+from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.records import Record
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ class BuildHistoryEntry(Record):
     peak_rss_mb: dict[str, float]
     artifact_bytes: int
     """The build folder on disk: ranker, item table, inspection tables, manifest."""
+    line: str = DEFAULT_BUILD_NAME
+    """Its build line (``recsys build --name``); lines written before lines had names: the
+    champion's."""
 
     @classmethod
     def of(cls, manifest: BuildManifest, key_prefix: str, build_dir: Path) -> "BuildHistoryEntry":
@@ -48,6 +52,7 @@ class BuildHistoryEntry(Record):
             timings_s=manifest.timings_s,
             peak_rss_mb=manifest.peak_rss_mb,
             artifact_bytes=folder_bytes(build_dir),
+            line=manifest.name,
         )
 
 

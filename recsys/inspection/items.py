@@ -36,6 +36,7 @@ class NeighbourList(Record):
 NEAR_BY: Final = {
     "item_factors": "factors (ALS cosine, learnt from co-watching)",
     "item_content": "content (genres and title words)",
+    "sequential": "what comes next (transition probability, from the order of events)",
 }
 """Headings of the item-to-item sources' tables; a table not listed is headed by its source."""
 

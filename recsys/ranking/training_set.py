@@ -1,9 +1,11 @@
 """Ranker training set: requests built as of the label cut, labelled by the events after it.
 
-Each request is one user: candidates from a stage 1 fitted on history only, the user's history
-as the Redis state would hold it, and the context (time, device) of the user's first label event,
-which is when the recommendation would have been asked for. Requests whose candidates contain
-no label item teach LambdaRank nothing and are dropped.
+A request is built from candidates of a stage 1 fitted on history only and the user's history
+as the Redis state would hold it. With a temporal split each labelled user is one request, at
+the time and on the device of their first label event; with last-event labels each label event
+is one request, asked after the user's earlier label events (folded in as the API folds in
+posted events). Requests whose candidates contain no label item teach LambdaRank nothing and
+are dropped.
 """
 
 from collections.abc import Iterator
@@ -21,8 +23,10 @@ from recsys.ids import IdIndex
 from recsys.progress import StageTimer
 from recsys.ranking.labels import LabelSplit
 from recsys.ranking.ranker import TrainingSet
-from recsys.store.codec import decode_user_state, encode_user_state
-from recsys.user_state import UserState
+from recsys.store.codec import as_served
+from recsys.user_state import UserState, fold_events
+
+FEATURE_CHUNK = 1024  # requests whose features are built at once (~70 MB at 500 candidates)
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,46 @@ class TrainingWindow:
 
 
 @dataclass(frozen=True)
+class EarlierEvents:
+    """Per request, events after the history's end and before the request (a user's earlier
+    label events), folded into the state as the API folds in posted events."""
+
+    offsets: np.ndarray  # int64 [G+1]
+    item: np.ndarray  # int32 [P]
+    ts: np.ndarray  # int64 [P]
+    device: np.ndarray  # uint8 [P]
+    completion: np.ndarray  # float32 [P]
+    positive: np.ndarray  # bool [P] a watch or click; a skip or dislike only leaves candidates
+
+
+@dataclass(frozen=True)
 class LabelRequests:
-    users: np.ndarray  # int32 [G] dense user indices
+    users: np.ndarray  # int32 [G] dense user indices (a user may ask more than once)
     context: list[RequestContext]
     label_offsets: np.ndarray  # int64 [G+1]
     label_items: np.ndarray  # int32 [L]
     label_grades: np.ndarray  # int32 [L] grade of each label item: 1..3, NEGATIVE_GRADE (a skip)
+    earlier: EarlierEvents | None = None  # None: every request asked at the history's end
 
     def labels_of(self, g: int) -> tuple[np.ndarray, np.ndarray]:
         s, e = self.label_offsets[g], self.label_offsets[g + 1]
         return self.label_items[s:e], self.label_grades[s:e]
+
+    def fold_earlier(self, g: int, state: UserState, history_len: int) -> UserState:
+        """Request ``g``'s state: ``state`` after the user's events that came before it."""
+        if self.earlier is None:
+            return state
+        p = self.earlier
+        s, e = p.offsets[g], p.offsets[g + 1]
+        return fold_events(
+            state,
+            p.item[s:e],
+            p.ts[s:e],
+            p.device[s:e],
+            p.completion[s:e],
+            history_len,
+            positive=p.positive[s:e],
+        )
 
 
 def relevance_grades(weight: np.ndarray, completion: np.ndarray) -> np.ndarray:
@@ -95,9 +129,43 @@ def label_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRe
     )
 
 
-def as_served(state: UserState) -> UserState:
-    """The state exactly as the API will read it back from Redis (quantised the same way)."""
-    return decode_user_state(encode_user_state(state))
+def next_event_requests(labels: IndexedEvents, max_groups: int, seed: int) -> LabelRequests:
+    """One request per positive label event, at its time and on its device, with that event's
+    item as the only label, asked after the same user's earlier label events
+    (``EarlierEvents``): the question the API answers after each watch. A seeded sample of
+    ``max_groups``. A skip or a dislike asks no question of its own (a request whose only label
+    is negative teaches LambdaRank nothing), but as an earlier event it takes its item out of
+    the later requests' candidates, as it does in the API (issue 15)."""
+    order = np.lexsort((np.arange(len(labels.user)), labels.ts, labels.user))
+    user, item, ts = labels.user[order], labels.item[order], labels.ts[order]
+    device, completion = labels.device[order], labels.completion[order]
+    positive = labels.positive[order]
+    grade = label_grades(labels)[order]
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    first_of_user = np.repeat(starts, np.diff(np.r_[starts, len(user)]))
+    rng = np.random.default_rng(seed)
+    askable = np.flatnonzero(positive)  # every event when all are positive: the same draw
+    pick = np.sort(askable[rng.permutation(len(askable))[:max_groups]])
+    earlier = [np.arange(first_of_user[j], j) for j in pick]
+    rows = np.concatenate(earlier) if earlier else np.empty(0, np.int64)
+    return LabelRequests(
+        users=user[pick].astype(np.int32),
+        context=[
+            RequestContext(ts=int(t), device=int(d))
+            for t, d in zip(ts[pick], device[pick], strict=True)
+        ],
+        label_offsets=np.arange(len(pick) + 1, dtype=np.int64),
+        label_items=item[pick].astype(np.int32),
+        label_grades=grade[pick],
+        earlier=EarlierEvents(
+            offsets=np.r_[0, np.cumsum([len(x) for x in earlier])].astype(np.int64),
+            item=item[rows].astype(np.int32),
+            ts=ts[rows].astype(np.int64),
+            device=device[rows].astype(np.uint8),
+            completion=completion[rows].astype(np.float32),
+            positive=positive[rows].astype(bool),
+        ),
+    )
 
 
 def request_states(
@@ -105,15 +173,19 @@ def request_states(
 ) -> Iterator[tuple[list[UserState], list[RequestContext], list[int]]]:
     """The offline side of the request path: (states, contexts, request positions) in batches,
     each state what Redis would hold for that user had this stage 1 been published."""
-    position = {int(u): g for g, u in enumerate(requests.users)}
-    for batch in model.candidates(requests.users, settings):
+    positions: dict[int, list[int]] = {}
+    for g, u in enumerate(requests.users.tolist()):
+        positions.setdefault(u, []).append(g)
+    users = np.array(list(positions), dtype=np.int32)
+    history_len = settings.candidates.history_len
+    for batch in model.candidates(users, settings):
         states, contexts, groups = [], [], []
         for j, u in enumerate(batch.users):
-            state = model.history.state(int(u), *batch.row(j), settings.candidates.history_len)
-            states.append(as_served(state))
-            g = position[int(u)]
-            contexts.append(requests.context[g])
-            groups.append(g)
+            served = as_served(model.history.state(int(u), *batch.row(j), history_len))
+            for g in positions[int(u)]:
+                states.append(requests.fold_earlier(g, served, history_len))
+                contexts.append(requests.context[g])
+                groups.append(g)
         yield states, contexts, groups
 
 
@@ -126,17 +198,25 @@ def build_training_set(
     relevance: list[np.ndarray] = []
     sizes: list[int] = []
     for states, contexts, groups in request_states(requests, model, settings):
-        x = build_features(states, contexts, model.items)
-        start = 0
-        for state, g in zip(states, groups, strict=True):
-            n = len(state.cand_item)
+        # only requests with a label among their candidates teach anything: features for those
+        # alone, FEATURE_CHUNK requests at a time (a request's rows are the same in any batch),
+        # so memory stays bounded with several requests per user
+        labelled = []
+        for state, ctx, g in zip(states, contexts, groups, strict=True):
             rel = candidate_relevance(state.cand_item, *requests.labels_of(g))
-            if (rel > 0).any():
+            if (rel > 0).any():  # a request with only negative labels has nothing to rank above
+                labelled.append((state, ctx, rel))
+        for at in range(0, len(labelled), FEATURE_CHUNK):
+            chunk = labelled[at : at + FEATURE_CHUNK]
+            x = build_features([c[0] for c in chunk], [c[1] for c in chunk], model.items)
+            start = 0
+            for state, _, rel in chunk:
+                n = len(state.cand_item)
                 keep = sample_negatives(rel, n_neg, rng)
                 features.append(x[start : start + n][keep])
                 relevance.append(np.maximum(rel[keep], 0))
                 sizes.append(len(keep))
-            start += n
+                start += n
     if not sizes:
         return TrainingSet(
             np.empty((0, 0), np.float32), np.empty(0, np.int32), np.empty(0, np.int64)
@@ -213,4 +293,6 @@ def labelled_requests(
     """The labelled requests: a seeded sample of at most ``max_requests`` users (the same seed
     draws the same permutation, so a smaller sample is the start of a larger one)."""
     labels = index_events(window.labels.labels, window.users, window.item_ids, devices)
+    if window.labels.mode == "last-event":
+        return next_event_requests(labels, max_requests, seed)
     return label_requests(labels, max_requests, seed)

@@ -93,3 +93,9 @@ def decode_user_state(blob: bytes) -> UserState:
         hist_completion,
         n_events,
     )
+
+
+def as_served(state: UserState) -> UserState:
+    """The state exactly as the API reads it back from Redis (quantised the same way): what
+    the ranker's training set and a cold-start answer build their features from."""
+    return decode_user_state(encode_user_state(state))

@@ -14,9 +14,9 @@ write, which for impressions comes up to ``log.flush_ms`` later (they are writte
 """
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -154,39 +154,46 @@ def _read_stream(
         start = "(" + (last_id.decode() if isinstance(last_id, bytes) else str(last_id))
 
 
-# Impressions are written up to a flush interval (and a write timeout) after they are made:
-# read the streams this much beyond the window, then filter on ``at_ms``.
+# Entries reach their stream up to a flush interval (impressions) or a write's retries (events)
+# after ``at_ms``: read the streams this much beyond the window, then filter on ``at_ms``.
 READ_SLACK_MS = 5_000
+
+_Entry = TypeVar("_Entry", "Impression", "LoggedEvent")
+
+
+def _read_log(
+    client: Any,
+    stream_of: Callable[[int], str],
+    decode: Callable[[bytes], _Entry],
+    shards: int,
+    since_ms: int | None,
+    until_ms: int | None,
+) -> list[_Entry]:
+    """Every entry of a sharded log with ``at_ms`` in [since_ms, until_ms], oldest first."""
+    lo = None if since_ms is None else max(0, since_ms - READ_SLACK_MS)
+    hi = None if until_ms is None else until_ms + READ_SLACK_MS
+    out = [
+        decode(raw)
+        for shard in range(shards)
+        for raw in _read_stream(client, stream_of(shard), lo, hi)
+    ]
+    out = [e for e in out if _within(e.at_ms, since_ms, until_ms)]
+    out.sort(key=lambda e: e.at_ms)
+    return out
 
 
 def read_impressions(
     client: Any, keys: Keys, shards: int, since_ms: int | None = None, until_ms: int | None = None
 ) -> list[Impression]:
     """Every logged impression with ``at_ms`` in [since_ms, until_ms], oldest first."""
-    lo = None if since_ms is None else max(0, since_ms - READ_SLACK_MS)
-    hi = None if until_ms is None else until_ms + READ_SLACK_MS
-    out = [
-        Impression.from_bytes(raw)
-        for shard in range(shards)
-        for raw in _read_stream(client, keys.impressions(shard), lo, hi)
-    ]
-    out = [i for i in out if _within(i.at_ms, since_ms, until_ms)]
-    out.sort(key=lambda i: i.at_ms)
-    return out
+    return _read_log(client, keys.impressions, Impression.from_bytes, shards, since_ms, until_ms)
 
 
 def read_logged_events(
     client: Any, keys: Keys, shards: int, since_ms: int | None = None, until_ms: int | None = None
 ) -> list[LoggedEvent]:
     """Every logged event with ``at_ms`` in [since_ms, until_ms], oldest first."""
-    out = [
-        LoggedEvent.from_bytes(raw)
-        for shard in range(shards)
-        for raw in _read_stream(client, keys.event_log(shard), since_ms, until_ms)
-    ]
-    out = [e for e in out if _within(e.at_ms, since_ms, until_ms)]
-    out.sort(key=lambda e: e.at_ms)
-    return out
+    return _read_log(client, keys.event_log, LoggedEvent.from_bytes, shards, since_ms, until_ms)
 
 
 def _within(at_ms: int, since_ms: int | None, until_ms: int | None) -> bool:

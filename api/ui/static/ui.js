@@ -205,6 +205,7 @@
       ? table(
           [
             { label: "arm", value: (b) => b.arm },
+            { label: "share of users", value: (b) => (d.experiment ? fmt.pct(b.share) : "all"), num: true },
             { label: "build", value: (b) => el("code", {}, b.build_version) },
             { label: "age", value: (b) => fmt.duration(b.age_s), num: true },
             { label: "users", value: (b) => fmt.num(b.data.users), num: true },
@@ -216,8 +217,32 @@
             { label: "Redis per user", value: (b) => fmt.bytes(b.candidates.bytes_per_user), num: true },
           ],
           d.served,
+          (b) => ({ class: "arm-row", dataset: { arm: b.arm, version: b.build_version } }),
         )
       : el("p", { class: "error" }, d.problem || "no build loaded");
+
+    const onlineCard = d.online
+      ? wideCard(
+          "Online metrics by arm (since the servers started)",
+          table(
+            [
+              { label: "arm", value: (o) => o.arm },
+              { label: "answers", value: (o) => fmt.num(o.answers), num: true },
+              { label: "ranked", value: (o) => fmt.pct(o.ranked_share), num: true },
+              { label: "items shown", value: (o) => fmt.num(o.items_shown), num: true },
+              { label: "CTR", value: (o) => fmt.pct(o.ctr, 2), num: true },
+              { label: "completion", value: (o) => fmt.pct(o.completion), num: true },
+              { label: "skip rate", value: (o) => fmt.pct(o.skip_rate, 2), num: true },
+              { label: "dislike rate", value: (o) => fmt.pct(o.dislike_rate, 2), num: true },
+              { label: "popularity", value: (o) => fmt.num(o.pop_pct, 3), num: true },
+              { label: "coverage", value: (o) => fmt.pct(o.coverage), num: true },
+            ],
+            d.online,
+            (o) => ({ class: "online-row", dataset: { arm: o.arm } }),
+          ),
+          el("p", { class: "small muted" }, "From the API's live counters (recsys_online_*), summed over workers: CTR is clicks and watches that name their answer's request_id over items shown; completion the mean of the watches that report one; popularity the mean percentile of the items shown; coverage the share of the catalogue shown. Events are counted as posted, not attributed: recsys online-report and recsys ab report give the attributed figures with intervals."),
+        )
+      : null;
 
     const shares = Object.entries(t.outcome_shares);
     const trafficCard = card(
@@ -281,7 +306,7 @@
       : null;
 
     content.replaceChildren(
-      el("div", { class: "grid" }, wideCard(`Served builds${d.current_build ? "" : ""}`, el("p", { class: "small muted" }, `Current build pointer: ${d.current_build || "none"}`), served), trafficCard, redisCard, reportCard, examples),
+      el("div", { class: "grid" }, wideCard(d.experiment ? "Served builds: A/B arms" : "Served build", el("p", { class: "small muted" }, `Current build pointer (the champion's): ${d.current_build || "none"}.${d.problem && d.served.length ? ` Problem: ${d.problem}` : ""}`), served), onlineCard, trafficCard, redisCard, reportCard, examples),
     );
     const chartBox = document.getElementById("live-chart");
     if (liveSeries.t.length >= 2) {
@@ -301,8 +326,40 @@
     window.setTimeout(() => run(), d.refresh_s * 1000);
   };
 
-  pages.builds = async function builds() {
+  // notice: what the last promotion did, kept across the redraw that follows it
+  pages.builds = async function builds(notice) {
     const d = await getJSON(endpoint);
+    const promoteStatus = el("p", { id: "promote-status", class: notice ? `small ${notice.ok ? "ok" : "error"}` : "small" }, notice ? notice.text : null);
+    const promoteButton = (b) =>
+      el(
+        "button",
+        {
+          type: "button",
+          class: "promote",
+          disabled: !d.can_promote,
+          title: d.can_promote ? `Make this build of ${b.line} the champion's` : "needs an API key",
+          on: {
+            click: async (event) => {
+              event.stopPropagation();
+              const button = event.currentTarget;
+              if (!window.confirm(`Promote ${b.line} (build ${b.build_version}) to champion? Every worker swaps it in on its next poll.`)) return;
+              button.disabled = true;
+              let done;
+              try {
+                done = await postJSON("/ui/api/promote", { line: b.line });
+              } catch (error) {
+                promoteStatus.textContent = `Promotion failed: ${error.message}`;
+                promoteStatus.className = "small error";
+                button.disabled = false;
+                return;
+              }
+              // the page drawn again shows the new champion, and keeps this notice
+              await builds({ ok: true, text: `Promoted ${done.line}: the champion is now ${done.champion} (was ${done.previous || "none"}).` }).catch((error) => setStatus(error.message, true));
+            },
+          },
+        },
+        "Promote",
+      );
     let selected = d.builds.find((b) => b.current) || d.builds[0];
     const detail = el("div", {});
     const drawDetail = () => {
@@ -325,7 +382,9 @@
     const rows = table(
       [
         { label: "build", value: (b) => el("code", {}, b.build_version) },
+        { label: "line", value: (b) => b.line },
         { label: "state", value: (b) => [b.current ? el("span", { class: "tag ok" }, "current") : null, b.served ? el("span", { class: "tag" }, "served") : null, b.on_disk ? null : el("span", { class: "tag muted" }, "removed")] },
+        { label: "", value: (b) => (b.promotable ? promoteButton(b) : null) },
         { label: "created", value: (b) => b.created_at },
         { label: "users", value: (b) => fmt.num(b.data.users), num: true },
         { label: "items", value: (b) => fmt.num(b.data.items), num: true },
@@ -349,8 +408,15 @@
         },
       }),
     );
+    const lines = Object.entries(d.lines).map(([n, v]) => `${n}: ${v}`).join("; ");
     content.replaceChildren(
-      wideCard("Builds", el("p", { class: "small muted" }, `Key prefix ${d.key_prefix}; newest first. Click a build for its ranker and timings.`), d.builds.length ? rows : el("p", {}, "No build yet.")),
+      wideCard(
+        "Builds",
+        el("p", { class: "small muted" }, `Key prefix ${d.key_prefix}; newest first. Click a build for its ranker and timings. Build lines: ${lines || "none"}.`),
+        d.can_promote ? null : el("p", { class: "small muted" }, "Promote needs an API key (RECSYS_SERVE__API_KEY); without one, use recsys ab promote."),
+        promoteStatus,
+        d.builds.length ? rows : el("p", {}, "No build yet."),
+      ),
       detail,
     );
     drawDetail();
@@ -450,7 +516,7 @@
         { class: "grid" },
         wideCard(
           `Recommendations for ${d.user_id}`,
-          el("p", { class: "small muted", id: "answer-context" }, `As GET /recommendations/${d.user_id}?k=${a.items.length ? params.get("k") || 20 : 0} answers: ${contextText(a.context)}; build ${a.model_version}; fallback: ${a.fallback || "none (ranked)"}.`),
+          el("p", { class: "small muted", id: "answer-context" }, `As GET /recommendations/${d.user_id}?k=${a.items.length ? params.get("k") || 20 : 0}&explain=true answers: ${contextText(a.context)}; arm ${a.arm}, build ${a.model_version}; fallback: ${a.fallback || "none (ranked)"}.`),
           answerTable,
         ),
         card(`Recent history (${fmt.num(d.n_events)} events in all)`, history),
@@ -468,13 +534,15 @@
   function explanation(x) {
     if (!x) return el("span", { class: "muted small" }, "–");
     const parts = [];
+    if (!x.sources.length && x.stage1_rank === null) parts.push(el("div", { class: "explain muted" }, "not a candidate: a popular item of the fallback"));
     if (x.sources && x.sources.length) parts.push(el("div", {}, x.sources.map((n) => el("span", { class: "tag" }, n))));
-    if (x.stage1_rank !== null && x.stage1_rank !== undefined) parts.push(el("div", { class: "explain" }, `stage 1: #${x.stage1_rank + 1}, score ${fmt.num(x.stage1_score, 4)}`));
+    if (x.stage1_rank !== null && x.stage1_rank !== undefined) parts.push(el("div", { class: "explain stage1" }, `stage 1: #${x.stage1_rank + 1}, score ${fmt.num(x.stage1_score, 4)}`));
+    if (x.ranker_score !== null && x.ranker_score !== undefined) parts.push(el("div", { class: "explain ranker" }, `ranker: ${fmt.num(x.ranker_score, 4)}${x.expected_value === null ? "" : ` (mean ${fmt.num(x.expected_value, 3)})`}`));
     if (x.contributions && x.contributions.length) {
       parts.push(
         el(
           "div",
-          { class: "explain" },
+          { class: "explain contributions" },
           x.contributions.map((c, i) => [i ? "; " : "", `${c.feature} = ${fmt.num(c.value, 3)} (${c.contribution >= 0 ? "+" : ""}${fmt.num(c.contribution, 3)})`]),
         ),
       );
