@@ -246,6 +246,8 @@ def main() -> int:
     passthrough = [a for a in args.loadtest_args if a != "--"]
     if "--repeat" in passthrough:
         raise SystemExit("--repeat: use --rounds, which interleaves the targets")
+    # absolute: redis-server runs in its node's folder and would read a relative --dir from there
+    args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / f"data-{args.users // 1000}k"
     if not (data / "interactions.parquet").exists():

@@ -1,24 +1,35 @@
-"""The 50M users x 1M items plan, computed from the per-unit costs the scale benchmarks measured.
+"""The 50M users x 1M items plan, computed from the per-unit costs the scale benchmarks measured,
+and the checks of its models on builds they were not fitted on.
 
-    python bench/scale_plan.py [--results bench-output] [--out bench-output/scale_plan.json]
+    python bench/scale_plan.py [--results bench/results/scale] [--out bench-output/scale_plan.json]
 
-Reads ``sharded_{small,m50,large}_w0_cluster.json`` and ``sharded_large_w2_cluster.json``
-(bench/sharded_build.py), ``als_scale.json`` (bench/als_scale.py) and ``ranker_sampling.json``
-(bench/ranker_sampling.py). Prints markdown: each model, fitted on the two smaller builds
-(20k and 50k users) and checked on the 1M-user build it was not fitted on, then the plan. Every
-number is either read from a result file (measured) or computed by one of these models
-(extrapolated), and the tables say which.
+Reads, in ``--results`` (bench/sharded_build.py's JSON, each with the commit it measured):
+- ``sharded_{small,m50,medium}_w0_cluster.json``: 20k, 50k and 200k users on the code measured;
+- ``sharded_medium_w{1,2}_cluster.json``: 200k users on 1 and 2 Ray workers;
+- ``before-14/sharded_{small,large}_w{0,2}_cluster.json``: the builds before issue 14's
+  sequential source (20k and 1M users), from which docs/SCALE.md's first plan was made;
+- ``cluster_loadtest.json`` (bench/cluster_loadtest.py), for the serving fleet.
 
-Models:
-- per-user stage, worker CPU-seconds per user = a + b ln(items): HNSW search grows with the log of
-  the catalogue at a fixed beam; the merge and encoding do not grow with it at all;
-- every driver stage (everything but the per-user stage), CPU-seconds = a + b x events: the label
-  split, ALS, the training set and the id index are linear in events; the ranker's training is
-  the constant part (it samples a fixed number of requests);
-- ALS fit seconds = a + b x events and peak bytes = a + b x events (bench/als_scale.py, fitted on
-  its two smaller sizes and checked on its largest);
-- Redis used bytes per user and master CPU per user written: constants (a user's value does not
-  depend on the catalogue: 500 candidates and 20 events).
+Prints markdown, three parts:
+1. the first plan's model (fitted on the 1M-user build before issue 14) against the 200k-user
+   build it was not fitted on, on today's code and, where measured, on the code it was fitted on;
+2. today's model fitted on 20k and 50k users and checked on 200k;
+3. the plan from today's model refitted on all three sizes.
+
+Models (every figure the plan prints is one of these, or read from a result):
+- per-user stage, worker CPU-seconds per user = a + b ln(items): HNSW search grows with the log
+  of the catalogue at a fixed beam (Malkov and Yashunin, TPAMI 2020); the merge, the sources'
+  lookups and the encoding do not depend on it;
+- the first plan's version of it: the 1M-user build's CPU per user, its search share scaled by
+  ln(items) / ln(100k);
+- driver stages but ALS, CPU-seconds = a + b x events (the label split, the training set, the
+  id index and the sequence tables read every event once; the ranker's training is the
+  constant: it samples a fixed number of requests);
+- ALS stages (``stage 1 on ...``), CPU-seconds = c x events^k, k fitted (users, items and events
+  grow together in these logs, and ALS' cost per event grows with the factors' Gram solves);
+- driver peak RSS, MB = a + b x events;
+- Redis used bytes per user and master CPU per user written: constants (a user's value is 500
+  candidates and 20 events whatever the catalogue).
 """
 
 import argparse
@@ -31,15 +42,16 @@ TARGET_USERS = 50_000_000
 TARGET_ITEMS = 1_000_000
 EVENTS_PER_USER = 40  # the synthetic logs' density, and the plan's assumption
 TARGET_EVENTS = TARGET_USERS * EVENTS_PER_USER
-FIT, CHECK = ("small", "m50"), "large"
 PER_USER = "candidates -> redis"
+ALS_STAGES = ("stage 1 on history", "stage 1 on all events")
 WINDOW_H = 4.0  # the nightly window the plan must fit
 REDIS_NODE_GB = 24.0  # a master's memory, like this machine
 REDIS_DATA_SHARE = 0.75  # maxmemory: room for fragmentation, replication buffers, AOF rewrite
+SEED_RPS = 150.0  # the load test's rate (issue 11: "150 req/s at p99 <= 30 ms")
+FIRST_PLAN_ALS_EXPONENT = 1.27  # docs/SCALE.md: make bench's ALS fits, 0.8M and 8M events
 
 
-def load(results: Path, name: str) -> Any:
-    path = results / name
+def load(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -53,192 +65,256 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def worker_s_per_user(run: dict[str, Any]) -> float:
-    """CPU seconds the workers spent per user (search, merge, encode, write). CPU, not wall:
-    on this shared machine a worker's wall time includes waiting for a core other processes
-    held, which a dedicated worker does not; its Redis waits are a few percent of it (the
-    ``write`` share of the stage)."""
+def fit_power(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """y = c x^k, least squares in logs: (c, k)."""
+    a, k = fit_line([math.log(x) for x in xs], [math.log(max(y, 1e-9)) for y in ys])
+    return math.exp(a), k
+
+
+def per_user_cpu_s(run: dict[str, Any]) -> float:
+    """Worker CPU seconds per user (search, merge, encode, write). CPU, not wall: on this shared
+    machine a worker's wall time includes waiting for a core other processes held."""
     return float(run["per_user_stage"]["cpu_us_per_user"]) / 1e6
+
+
+def search_share(run: dict[str, Any]) -> float:
+    work = run["per_user_stage"]["work_s"]
+    return float(work["search"]) / sum(float(v) for v in work.values())
+
+
+def driver_cpu(run: dict[str, Any], als: bool) -> float:
+    return sum(
+        float(v)
+        for st, v in run["cpu_s"].items()
+        if st != PER_USER and (st in ALS_STAGES) == als and not st.startswith("inspection")
+    )
 
 
 def err(predicted: float, measured: float) -> str:
     return f"{(predicted - measured) / measured:+.0%}"
 
 
+def label(run: dict[str, Any]) -> str:
+    return f"{run['users'] // 1000}k x {run['items'] // 1000}k ({run.get('commit', '?')})"
+
+
+class Model:
+    """Per-unit cost models fitted on some builds."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        self.fitted_on = [r["users"] for r in runs]
+        self.per_user = fit_line(
+            [math.log(r["items"]) for r in runs], [per_user_cpu_s(r) for r in runs]
+        )
+        ev = [float(r["events"]) for r in runs]
+        self.driver = fit_line(ev, [driver_cpu(r, als=False) for r in runs])
+        self.als = fit_power(ev, [driver_cpu(r, als=True) for r in runs])
+        self.rss = fit_line(ev, [float(r["driver_process_peak_rss_mb"]) for r in runs])
+        self.bytes_per_user = max(float(r["redis_used_bytes_per_user"]) for r in runs)
+        self.redis_cpu_us = max(float(r["redis_cpu_us_per_user"]) for r in runs)
+
+    def predict(self, items: float, events: float) -> dict[str, float]:
+        a, b = self.per_user
+        c, k = self.als
+        return {
+            "per_user_cpu_ms": (a + b * math.log(items)) * 1e3,
+            "driver_cpu_s": self.driver[0] + self.driver[1] * events,
+            "als_cpu_s": c * events**k,
+            "driver_rss_mb": self.rss[0] + self.rss[1] * events,
+            "bytes_per_user": self.bytes_per_user,
+            "redis_cpu_us": self.redis_cpu_us,
+        }
+
+    def describe(self) -> list[str]:
+        a, b = self.per_user
+        c, k = self.als
+        return [
+            f"per-user CPU ms = {a * 1e3:.3f} + {b * 1e3:.4f} ln(items)",
+            f"driver CPU-s but ALS = {self.driver[0]:.1f} + {self.driver[1] * 1e6:.2f} "
+            "per million events",
+            f"ALS CPU-s (2 fits) = {c:.3g} x events^{k:.2f}",
+            f"driver peak RSS MB = {self.rss[0]:.0f} + {self.rss[1] * 1e6:.1f} per million events",
+        ]
+
+
+def measured(run: dict[str, Any]) -> dict[str, float]:
+    return {
+        "per_user_cpu_ms": per_user_cpu_s(run) * 1e3,
+        "driver_cpu_s": driver_cpu(run, als=False),
+        "als_cpu_s": driver_cpu(run, als=True),
+        "driver_rss_mb": float(run["driver_process_peak_rss_mb"]),
+        "bytes_per_user": float(run["redis_used_bytes_per_user"]),
+        "redis_cpu_us": float(run["redis_cpu_us_per_user"]),
+    }
+
+
+def first_plan_predict(big: dict[str, Any], items: float, events: float) -> dict[str, float]:
+    """docs/SCALE.md's first plan, from the 1M-user build before issue 14: per-user CPU with its
+    search share scaled by ln(items); driver stages but ALS proportional to events; ALS as
+    events^1.27; driver RSS 187 bytes per event from the 1M build's peak."""
+    share = search_share(big)
+    scale = share * math.log(items) / math.log(big["items"]) + (1 - share)
+    ratio = events / big["events"]
+    return {
+        "per_user_cpu_ms": per_user_cpu_s(big) * 1e3 * scale,
+        "driver_cpu_s": driver_cpu(big, als=False) * ratio,
+        "als_cpu_s": driver_cpu(big, als=True) * ratio**FIRST_PLAN_ALS_EXPONENT,
+        "driver_rss_mb": big["driver_process_peak_rss_mb"] + 187e-6 * (events - big["events"]),
+        "bytes_per_user": float(big["redis_used_bytes_per_user"]),
+        "redis_cpu_us": float(big["redis_cpu_us_per_user"]),
+    }
+
+
+ROWS = (
+    ("per_user_cpu_ms", "per-user stage, worker CPU ms per user", "{:.3f}"),
+    ("driver_cpu_s", "driver stages but ALS and inspection, CPU-s", "{:,.0f}"),
+    ("als_cpu_s", "ALS stages (2 fits), CPU-s", "{:,.0f}"),
+    ("driver_rss_mb", "driver peak RSS, MB", "{:,.0f}"),
+    ("bytes_per_user", "Redis used bytes per user", "{:,.0f}"),
+    ("redis_cpu_us", "Redis master CPU per user written, us", "{:.1f}"),
+)
+
+
+def check_table(title: str, pred: dict[str, float], meas: dict[str, float]) -> list[str]:
+    out = [f"| {title} | predicted (x) | measured (m) | error |", "|---|---:|---:|---:|"]
+    for key, name, fmt in ROWS:
+        out.append(
+            f"| {name} | {fmt.format(pred[key])} | {fmt.format(meas[key])} "
+            f"| {err(pred[key], meas[key])} |"
+        )
+    return [*out, ""]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--results", type=Path, default=Path("bench-output"))
+    p.add_argument("--results", type=Path, default=Path("bench/results/scale"))
     p.add_argument("--out", type=Path, default=Path("bench-output/scale_plan.json"))
     args = p.parse_args()
-    runs = {s: load(args.results, f"sharded_{s}_w0_cluster.json") for s in (*FIT, CHECK)}
-    missing = [s for s, r in runs.items() if r is None]
+    r = args.results
+    now = {s: load(r / f"sharded_{s}_w0_cluster.json") for s in ("small", "m50", "medium")}
+    missing = [s for s, run in now.items() if run is None]
     if missing:
-        raise SystemExit(f"missing single-process builds: {missing} (bench/sharded_build.py)")
-    fit = [runs[s] for s in FIT]
-    check = runs[CHECK]
-    two = load(args.results, "sharded_large_w2_cluster.json")
-    out: dict[str, Any] = {}
-    md: list[str] = []
-
-    # -- per-user stage: a + b ln(items)
-    a, b = fit_line([math.log(r["items"]) for r in fit], [worker_s_per_user(r) for r in fit])
-    pred = a + b * math.log(check["items"])
-    meas = worker_s_per_user(check)
-    per_user_1m = a + b * math.log(TARGET_ITEMS)
-    out["per_user"] = {"a": a, "b": b, "check": [pred, meas], "at_target_items": per_user_1m}
-    md += [
-        "| model (fitted on 20k and 50k users) | 1M users: predicted (x) | measured (m) | error |",
-        "|---|---:|---:|---:|",
-        f"| per-user stage, worker CPU-ms per user = {a * 1e3:.3f} + {b * 1e3:.3f} ln(items) "
-        f"| {pred * 1e3:.3f} | {meas * 1e3:.3f} | {err(pred, meas)} |",
-    ]
-    # -- driver stages: a + b events, one line per stage
-    stages = [s for s in check["cpu_s"] if s != PER_USER]
-    driver: dict[str, tuple[float, float]] = {}
-    for st in stages:
-        driver[st] = fit_line(
-            [float(r["events"]) for r in fit], [float(r["cpu_s"].get(st, 0.0)) for r in fit]
-        )
-    d_pred = sum(max(0.0, a_ + b_ * check["events"]) for a_, b_ in driver.values())
-    d_meas = sum(check["cpu_s"][s] for s in stages)
-    md.append(
-        f"| driver stages (all but the per-user one), CPU-s = sum over stages of a + b x events "
-        f"| {d_pred:,.0f} | {d_meas:,.0f} | {err(d_pred, d_meas)} |"
-    )
-    for st in stages:
-        a_, b_ = driver[st]
-        sp = max(0.0, a_ + b_ * check["events"])
-        sm = check["cpu_s"][st]
-        if sm >= 5:
-            md.append(
-                f"| - {st}: {a_:.1f} + {b_ * 1e6:.2f} CPU-s per million events "
-                f"| {sp:,.0f} | {sm:,.0f} | {err(sp, sm)} |"
-            )
-    rss = fit_line(
-        [float(r["events"]) for r in fit], [float(r["driver_process_peak_rss_mb"]) for r in fit]
-    )
-    r_pred = rss[0] + rss[1] * check["events"]
-    r_meas = float(check["driver_process_peak_rss_mb"])
-    md.append(
-        f"| driver peak RSS, MB = {rss[0]:.0f} + {rss[1] * 1e6:.1f} per million events "
-        f"| {r_pred:,.0f} | {r_meas:,.0f} | {err(r_pred, r_meas)} |"
-    )
-    # -- redis: constants
-    bpu = {s: r["redis_used_bytes_per_user"] for s, r in runs.items()}
-    bpu_fit = max(bpu[s] for s in FIT)
-    md.append(
-        f"| Redis used bytes per user = the larger of the two fits, {bpu_fit:,.0f} "
-        f"| {bpu_fit:,.0f} | {bpu[CHECK]:,.0f} | {err(bpu_fit, bpu[CHECK])} |"
-    )
-    cpu = {s: r["redis_cpu_us_per_user"] for s, r in runs.items()}
-    cpu_fit = max(cpu[s] for s in FIT)
-    md.append(
-        f"| Redis master CPU per user written, us = the larger of the two fits "
-        f"| {cpu_fit:,.1f} | {cpu[CHECK]:,.1f} | {err(cpu_fit, cpu[CHECK])} |"
-    )
-    out["driver"] = {"stages": driver, "check": [d_pred, d_meas], "rss": rss}
-    out["redis"] = {"bytes_per_user": bpu, "cpu_us_per_user": cpu}
-
-    # -- ALS
-    als = load(args.results, "als_scale.json")
-    als_rows = [r for r in als["rows"] if "fit_s" in r] if als else []
-    if len(als_rows) >= 3:
-        fa, fb = fit_line([r["events"] for r in als_rows[:2]], [r["fit_s"] for r in als_rows[:2]])
-        ma, mb = fit_line(
-            [r["events"] for r in als_rows[:2]], [r["peak_rss_mb"] for r in als_rows[:2]]
-        )
-        last = als_rows[-1]
-        ev = last["events"]
-        fitted_on = " and ".join(f"{r['events'] / 1e6:.0f}M" for r in als_rows[:2])
-        md.append(
-            f"| one ALS fit (64 factors, 15 sweeps, 2 cores), s = {fa:.1f} + "
-            f"{fb * 1e6:.2f} per million events (fitted on {fitted_on}) "
-            f"| {ev / 1e6:.0f}M events: {fa + fb * ev:,.0f} "
-            f"| {last['fit_s']:,.0f} | {err(fa + fb * ev, last['fit_s'])} |"
-        )
-        md.append(
-            f"| ALS peak RSS, MB = {ma:.0f} + {mb * 1e6:.1f} per million events "
-            f"| {ev / 1e6:.0f}M events: {ma + mb * ev:,.0f} | {last['peak_rss_mb']:,.0f} "
-            f"| {err(ma + mb * ev, last['peak_rss_mb'])} |"
-        )
-        out["als"] = {"fit": (fa, fb), "rss_mb": (ma, mb)}
-        als_limit_events = (REDIS_NODE_GB * 1024 - ma) / mb
-        out["als"]["events_on_24gb"] = als_limit_events
-    md.append("")
-
-    # -- the plan
-    per_user_h = per_user_1m * TARGET_USERS / 3600
-    driver_h = sum(max(0.0, a_ + b_ * TARGET_EVENTS) for a_, b_ in driver.values()) / 3600
-    als_stage_h = (
-        sum(
-            max(0.0, driver[s][0] + driver[s][1] * TARGET_EVENTS)
-            for s in ("stage 1 on history", "stage 1 on all events")
-            if s in driver
-        )
-        / 3600
-    )
-    # half the window for the per-user stage, half for the driver stages before it
-    workers = math.ceil(per_user_h / (WINDOW_H / 2))
-    redis_gb = bpu_fit * TARGET_USERS / 2**30
-    masters = math.ceil(2 * redis_gb / (REDIS_NODE_GB * REDIS_DATA_SHARE))
-    master_cpu_h = cpu_fit * 1e-6 * TARGET_USERS / 3600
-    out["plan"] = {
-        "per_user_worker_hours": per_user_h,
-        "driver_hours_2_cores": driver_h,
-        "als_stages_hours_2_cores": als_stage_h,
-        "workers": workers,
-        "redis_gb_one_build": redis_gb,
-        "masters": masters,
-        "master_cpu_hours": master_cpu_h,
-        "driver_rss_gb": (rss[0] + rss[1] * TARGET_EVENTS) / 1024,
+        raise SystemExit(f"missing single-process builds in {r}: {missing}")
+    before = {
+        s: load(r / "before-14" / f"sharded_{s}_w0_cluster.json")
+        for s in ("small", "medium", "large")
     }
+    md: list[str] = []
+    out: dict[str, Any] = {}
+    check = now["medium"]
+
+    # 1. the first plan's model against 200k users
+    big = before["large"]
+    if big is not None:
+        md += [
+            f"**1. The first plan's model** (fitted on the 1M-user build, {big.get('commit')}) "
+            f"**on 200k users**, a size it was not fitted on:",
+            "",
+        ]
+        pred = first_plan_predict(big, check["items"], check["events"])
+        md += check_table(f"200k users, today's code: {label(check)}", pred, measured(check))
+        out["first_plan_check"] = {"predicted": pred, "measured": measured(check)}
+        if (old := before["medium"]) is not None:
+            md += check_table(
+                f"200k users, the code it was fitted on: {label(old)}",
+                first_plan_predict(big, old["items"], old["events"]),
+                measured(old),
+            )
+    # the code change where both codes were measured at the same size
+    changes = []
+    for s in ("small", "medium"):
+        if (old := before.get(s)) is not None and now.get(s) is not None:
+            a, b = measured(old), measured(now[s])
+            changes.append((s, old, now[s], a, b))
+    if changes:
+        md += [
+            "**Issue 14's code against the code before it**, same data, same machine:",
+            "",
+            "| build | per-user CPU ms/user | driver CPU-s but ALS | ALS CPU-s | driver RSS MB "
+            "| Redis bytes/user |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for _, old, new, a, b in changes:
+            md.append(
+                f"| {new['users'] // 1000}k users: {old.get('commit')} -> {new.get('commit')} "
+                f"| {a['per_user_cpu_ms']:.3f} -> {b['per_user_cpu_ms']:.3f} "
+                f"({err(b['per_user_cpu_ms'], a['per_user_cpu_ms'])}) "
+                f"| {a['driver_cpu_s']:,.0f} -> {b['driver_cpu_s']:,.0f} "
+                f"| {a['als_cpu_s']:,.0f} -> {b['als_cpu_s']:,.0f} "
+                f"| {a['driver_rss_mb']:,.0f} -> {b['driver_rss_mb']:,.0f} "
+                f"| {a['bytes_per_user']:,.0f} -> {b['bytes_per_user']:,.0f} |"
+            )
+        md.append("")
+
+    # 2. today's model fitted on 20k and 50k, checked on 200k
+    small_model = Model([now["small"], now["m50"]])
+    pred = small_model.predict(check["items"], check["events"])
+    md += ["**2. Today's model fitted on 20k and 50k users, checked on 200k:**", ""]
+    md += [f"- {line}" for line in small_model.describe()] + [""]
+    md += check_table(f"200k users: {label(check)}", pred, measured(check))
+    out["model_check"] = {"predicted": pred, "measured": measured(check)}
+
+    # 3. the plan: today's model on all three sizes
+    model = Model([now["small"], now["m50"], now["medium"]])
+    at = model.predict(TARGET_ITEMS, TARGET_EVENTS)
+    per_user_h = at["per_user_cpu_ms"] / 1e3 * TARGET_USERS / 3600
+    driver_h = at["driver_cpu_s"] / 3600
+    als_h = at["als_cpu_s"] / 3600
+    workers = math.ceil(per_user_h / (WINDOW_H / 2))
+    redis_gb = at["bytes_per_user"] * TARGET_USERS / 2**30
+    masters = math.ceil(2 * redis_gb / (REDIS_NODE_GB * REDIS_DATA_SHARE))
+    master_cpu_h = at["redis_cpu_us"] * 1e-6 * TARGET_USERS / 3600
+    two = load(r / "sharded_medium_w2_cluster.json")
+    worker_rss = (
+        max(w["peak_rss_mb"] for w in two["per_user_stage"]["workers"]) if two else float("nan")
+    )
+    md += ["**3. The plan**, today's model fitted on 20k, 50k and 200k users:", ""]
+    md += [f"- {line}" for line in model.describe()] + [""]
     rows = [
         ("events (40 per user)", f"{TARGET_EVENTS / 1e9:.0f} billion", "assumption"),
-        ("per-user stage, worker CPU-hours", f"{per_user_h:,.0f}", "(x) per-user model"),
-        (
-            "driver stages, CPU-hours",
-            f"{driver_h:,.1f} (of which stage 1, ALS x 2: {als_stage_h:,.1f})",
-            "(x) driver model",
-        ),
-        (
-            f"cores for the driver stages to take the other {WINDOW_H / 2:g} h, if they "
-            "parallelised perfectly (ALS does across cores; the label split and the training "
-            "set only partly)",
-            f"{math.ceil(driver_h / (WINDOW_H / 2))}",
-            "(x) CPU-hours / 2 h, a lower bound",
-        ),
-        (
-            "driver peak RSS, GB",
-            f"{(rss[0] + rss[1] * TARGET_EVENTS) / 1024:,.0f}",
-            "(x) driver RSS model",
-        ),
-        (
-            f"per-user workers (1 CPU each) for the per-user stage to take {WINDOW_H / 2:g} h, "
-            f"half the {WINDOW_H:g} h window",
-            f"{workers}",
-            "(x) worker-hours / 2 h",
-        ),
+        ("per-user stage, worker CPU ms per user at 1M items", f"{at['per_user_cpu_ms']:.3f}",
+         "(x) per-user model"),
+        ("per-user stage, worker CPU-hours", f"{per_user_h:,.1f}", "(x) x 50M users"),
+        (f"Ray workers (1 CPU each) for the per-user stage in {WINDOW_H / 2:g} h",
+         f"{workers}", f"(x) CPU-hours / {WINDOW_H / 2:g} h, rounded up"),
+        ("worker peak RSS, MB", f"{worker_rss:,.0f}",
+         "(m) 200k users, 2 workers; a worker holds the item side and one shard at a time"),
+        ("driver stages but ALS, CPU-hours", f"{driver_h:,.1f}", "(x) driver model"),
+        ("ALS (2 fits), CPU-hours on the driver's cores", f"{als_h:,.0f}", "(x) ALS power law"),
+        ("driver peak RSS, GB", f"{at['driver_rss_mb'] / 1024:,.0f}", "(x) driver RSS model"),
         ("Redis, one build, GB", f"{redis_gb:,.0f}", "(x) bytes/user constant"),
-        (
-            f"Redis masters of {REDIS_NODE_GB:.0f} GB (two builds live during a swap, "
-            f"maxmemory {REDIS_DATA_SHARE:.0%} of the node) + as many replicas",
-            f"{masters} + {masters}",
-            "(x)",
-        ),
+        (f"Redis masters of {REDIS_NODE_GB:.0f} GB (two builds live during a swap, maxmemory "
+         f"{REDIS_DATA_SHARE:.0%}) + as many replicas", f"{masters} + {masters}", "(x)"),
         ("Redis master CPU to write one build, hours (spread over the masters)",
          f"{master_cpu_h:,.1f}", "(x) CPU/user constant"),
     ]  # fmt: skip
     md += ["| 50M users x 1M items | value | how |", "|---|---:|---|"]
     md += [f"| {k} | {v} | {h} |" for k, v, h in rows]
-    if two:
-        st0 = check["per_user_stage"]["wall_s"]
-        st2 = two["per_user_stage"]["wall_s"]
+    out["plan"] = {
+        "at_target": at,
+        "per_user_worker_hours": per_user_h,
+        "workers": workers,
+        "driver_hours": driver_h,
+        "als_hours": als_h,
+        "redis_gb_one_build": redis_gb,
+        "masters": masters,
+        "master_cpu_hours": master_cpu_h,
+        "worker_peak_rss_mb": worker_rss,
+    }
+    lt = load(r / "cluster_loadtest.json")
+    if lt:
+        runs = [x for x in lt["runs"] if x["target"] == "cluster"]
+        server = sorted(x["server_cpu_ms_per_request"] for x in runs)[len(runs) // 2]
+        redis = sorted(x["redis_cpu_ms_per_request"] for x in runs)[len(runs) // 2]
         md += [
             "",
-            f"1M users (m): per-user stage {st0:,.0f} s in one process, {st2:,.0f} s on 2 Ray "
-            f"workers ({st0 / st2:.2f}x); whole build {check['build_s']:,.0f} s vs "
-            f"{two['build_s']:,.0f} s.",
+            f"Serving (m, bench/cluster_loadtest.py, {SEED_RPS:g} req/s on 2 replicas over the "
+            f"3 + 3 cluster): {server:.2f} ms of API CPU and {redis:.2f} ms of Redis CPU (all 6 "
+            f"nodes) per request, medians of {len(runs)} runs. (x) per 1,000 req/s: "
+            f"{server:.2f} API cores and {redis:.2f} Redis cores at full use; the fleet keeps "
+            "them at most half busy, as the load test's replicas were.",
         ]
+        out["serving"] = {"api_cpu_ms": server, "redis_cpu_ms": redis}
     print("\n".join(md))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str))
