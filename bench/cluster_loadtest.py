@@ -43,7 +43,7 @@ from typing import Any
 from provenance import git_commit
 
 from loadtest.results import RunSummary, read_series
-from loadtest.run import _machine_busy_s, _tree_cpu_s
+from loadtest.run import _busy_cores, _machine_busy_s, _tree_cpu_s
 from recsys.data.dataset import write_dataset
 from recsys.data.synth import generate_synthetic
 from recsys.store.local_cluster import LocalRedisCluster, free_cluster_port
@@ -98,9 +98,26 @@ def own_cpu_s() -> float:
     return cpu_of([os.getpid()]) + ru.ru_utime + ru.ru_stime
 
 
+# A diagnostic, not a configuration: `recsys serve` with the API's slot-map refresh after a
+# failed read turned off (in-process: one worker runs in the serving process). It tells whether
+# refreshes started by read timeouts under load cost the cluster target its latency. Without
+# it, a failover would never be noticed: only for load tests without failures.
+NO_REFRESH = (
+    "import runpy, sys; import recsys.store.connect as c; "
+    "c.SlotMapRefresher.request = lambda self: None; "
+    "sys.argv[0] = 'recsys'; runpy.run_module('cli.main', run_name='__main__')"
+)
+
+
 @contextmanager
 def replicas(
-    name: str, n: int, artifacts: Path, redis_url: str, work: Path, env: dict[str, str]
+    name: str,
+    n: int,
+    artifacts: Path,
+    redis_url: str,
+    work: Path,
+    env: dict[str, str],
+    no_refresh: bool = False,
 ) -> Iterator[tuple[list[str], list[int]]]:
     """``n`` `recsys serve` processes of one worker on ``redis_url``, each on its own port."""
     servers: list[subprocess.Popen[bytes]] = []
@@ -108,7 +125,8 @@ def replicas(
     try:
         for i in range(n):
             port = free_cluster_port()
-            cmd = [sys.executable, "-m", "cli.main", "serve", "--artifacts", str(artifacts)]
+            run = ["-c", NO_REFRESH] if no_refresh else ["-m", "cli.main"]
+            cmd = [sys.executable, *run, "serve", "--artifacts", str(artifacts)]
             cmd += ["--port", str(port), "--workers", "1"]
             log = (work / f"serve-{name}-{i}.log").open("ab")
             # the URL through the environment, as recsys loadtest does (ps shows a command line)
@@ -142,6 +160,18 @@ def replicas(
 def build(data: Path, artifacts: Path, redis_url: str, env: dict[str, str]) -> None:
     cmd = [sys.executable, "-m", "cli.main", "build", str(data), "--artifacts", str(artifacts)]
     subprocess.run([*cmd, "--redis-url", redis_url], cwd=ROOT, env=env, check=True)
+
+
+def wait_quiet(max_busy: float, max_wait_s: float) -> None:
+    """Wait until the whole machine uses fewer than ``max_busy`` cores (our idle servers and
+    Redis nodes included), at most ``max_wait_s``: on a shared machine, other work's CPU
+    shows up as our latency."""
+    deadline = time.monotonic() + max_wait_s
+    while (busy := _busy_cores(3.0)) is not None and busy >= max_busy:
+        if time.monotonic() > deadline:
+            print(f"still {busy:.2f} cores busy after {max_wait_s:g} s: measuring anyway")
+            return
+        time.sleep(5)
 
 
 def one_run(
@@ -220,12 +250,12 @@ def render(rows: list[RunRow], passthrough: list[str], n_replicas: int) -> str:
             f"| {sum(r.failures for r in rs)} | {median(rs, 'server_cpu_ms_per_request'):.2f} "
             f"| {median(rs, 'redis_cpu_ms_per_request'):.2f} |"
         )
-    if len(targets) == 2:
-        c = [r for r in rows if r.target == "cluster"]
-        s = [r for r in rows if r.target == "single"]
+    s = [r for r in rows if r.target == "single"]
+    for t in (t for t in targets if s and t != "single"):
+        c = [r for r in rows if r.target == t]
         out += [
             "",
-            f"cluster / single, medians: p50 {median(c, 'p50_ms') / median(s, 'p50_ms'):.2f}x, "
+            f"{t} / single, medians: p50 {median(c, 'p50_ms') / median(s, 'p50_ms'):.2f}x, "
             f"p99 {median(c, 'p99_ms') / median(s, 'p99_ms'):.2f}x, Redis CPU per request "
             f"{median(c, 'redis_cpu_ms_per_request') / median(s, 'redis_cpu_ms_per_request'):.2f}x",
         ]
@@ -237,6 +267,19 @@ def main() -> int:
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-single", action="store_true", help="the cluster only")
+    p.add_argument(
+        "--diagnose-refresh",
+        action="store_true",
+        help="a third target: 2 more replicas on the cluster with the slot-map refresh after a "
+        "failed read turned off (a diagnostic of read timeouts under load)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each run, wait up to S seconds for the machine to use < 0.5 cores",
+    )
     p.add_argument("--users", type=int, default=20_000, help="synthetic users (seed 0)")
     p.add_argument("--items", type=int, default=2_000)
     p.add_argument("--work", type=Path, default=Path("bench-output/loadtest/cluster-work"))
@@ -271,6 +314,19 @@ def main() -> int:
         )
         targets.append(Target("cluster", bases, pids, cluster.pids))
         print(f"cluster: {args.replicas} replicas on {cluster.url}: {', '.join(bases)}")
+        if args.diagnose_refresh:
+            bases, pids = stack.enter_context(
+                replicas(
+                    "cluster-no-refresh",
+                    args.replicas,
+                    args.work / "artifacts-cluster",
+                    cluster.url,
+                    args.work,
+                    env,
+                    no_refresh=True,
+                )
+            )
+            targets.append(Target("cluster-no-refresh", bases, pids, cluster.pids))
         if not args.no_single:
             single = stack.enter_context(LocalRedis(args.work / "single-redis"))
             build(data, args.work / "artifacts-single", single.url, env)
@@ -289,8 +345,11 @@ def main() -> int:
             print(f"single: {args.replicas} replicas on one redis-server: {', '.join(bases)}")
         rows = []
         for rnd in range(1, args.rounds + 1):
-            order = targets if rnd % 2 else targets[::-1]
+            k = (rnd - 1) % len(targets)  # rotated: each target goes first in turn
+            order = targets[k:] + targets[:k]
             for target in order:
+                if args.wait_quiet:
+                    wait_quiet(0.5, args.wait_quiet)
                 row = one_run(target, rnd, data, args.out, passthrough, env)
                 print(json.dumps(asdict(row)), flush=True)
                 rows.append(row)

@@ -148,10 +148,11 @@ def measured(run: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def first_plan_predict(big: dict[str, Any], items: float, events: float) -> dict[str, float]:
-    """docs/SCALE.md's first plan, from the 1M-user build before issue 14: per-user CPU with its
-    search share scaled by ln(items); driver stages but ALS proportional to events; ALS as
-    events^1.27; driver RSS 187 bytes per event from the 1M build's peak."""
+def anchored_predict(big: dict[str, Any], items: float, events: float) -> dict[str, float]:
+    """The first plan's model (docs/SCALE.md, from the 1M-user build before issue 14), anchored
+    on one measured build: per-user CPU with its search share scaled by ln(items); driver
+    stages but ALS proportional to events; ALS as events^1.27; driver RSS plus 187 bytes per
+    event (make bench's builds, medium to large); Redis per user constant."""
     share = search_share(big)
     scale = share * math.log(items) / math.log(big["items"]) + (1 - share)
     ratio = events / big["events"]
@@ -167,8 +168,8 @@ def first_plan_predict(big: dict[str, Any], items: float, events: float) -> dict
 
 ROWS = (
     ("per_user_cpu_ms", "per-user stage, worker CPU ms per user", "{:.3f}"),
-    ("driver_cpu_s", "driver stages but ALS and inspection, CPU-s", "{:,.0f}"),
-    ("als_cpu_s", "ALS stages (2 fits), CPU-s", "{:,.0f}"),
+    ("driver_cpu_s", "driver stages but stage 1 and inspection, CPU-s", "{:,.0f}"),
+    ("als_cpu_s", "stage 1 (ALS, index, sequence tables), 2 fits, CPU-s", "{:,.0f}"),
     ("driver_rss_mb", "driver peak RSS, MB", "{:,.0f}"),
     ("bytes_per_user", "Redis used bytes per user", "{:,.0f}"),
     ("redis_cpu_us", "Redis master CPU per user written, us", "{:.1f}"),
@@ -192,9 +193,8 @@ def main() -> None:
     args = p.parse_args()
     r = args.results
     now = {s: load(r / f"sharded_{s}_w0_cluster.json") for s in ("small", "m50", "medium")}
-    missing = [s for s, run in now.items() if run is None]
-    if missing:
-        raise SystemExit(f"missing single-process builds in {r}: {missing}")
+    if now["medium"] is None:
+        raise SystemExit(f"missing the 200k-user single-process build in {r}")
     before = {
         s: load(r / "before-14" / f"sharded_{s}_w0_cluster.json")
         for s in ("small", "medium", "large")
@@ -211,13 +211,13 @@ def main() -> None:
             f"**on 200k users**, a size it was not fitted on:",
             "",
         ]
-        pred = first_plan_predict(big, check["items"], check["events"])
+        pred = anchored_predict(big, check["items"], check["events"])
         md += check_table(f"200k users, today's code: {label(check)}", pred, measured(check))
         out["first_plan_check"] = {"predicted": pred, "measured": measured(check)}
         if (old := before["medium"]) is not None:
             md += check_table(
                 f"200k users, the code it was fitted on: {label(old)}",
-                first_plan_predict(big, old["items"], old["events"]),
+                anchored_predict(big, old["items"], old["events"]),
                 measured(old),
             )
     # the code change where both codes were measured at the same size
@@ -246,17 +246,17 @@ def main() -> None:
             )
         md.append("")
 
-    # 2. today's model fitted on 20k and 50k, checked on 200k
-    small_model = Model([now["small"], now["m50"]])
-    pred = small_model.predict(check["items"], check["events"])
-    md += ["**2. Today's model fitted on 20k and 50k users, checked on 200k:**", ""]
-    md += [f"- {line}" for line in small_model.describe()] + [""]
-    md += check_table(f"200k users: {label(check)}", pred, measured(check))
-    out["model_check"] = {"predicted": pred, "measured": measured(check)}
+    # 2. today's code: a model fitted on 20k and 50k users, checked on 200k
+    if now["small"] is not None and now["m50"] is not None:
+        small_model = Model([now["small"], now["m50"]])
+        pred = small_model.predict(check["items"], check["events"])
+        md += ["**2. Today's code, a model fitted on 20k and 50k users, checked on 200k:**", ""]
+        md += [f"- {line}" for line in small_model.describe()] + [""]
+        md += check_table(f"200k users: {label(check)}", pred, measured(check))
+        out["model_check"] = {"predicted": pred, "measured": measured(check)}
 
-    # 3. the plan: today's model on all three sizes
-    model = Model([now["small"], now["m50"], now["medium"]])
-    at = model.predict(TARGET_ITEMS, TARGET_EVENTS)
+    # 3. the plan: the first plan's model, anchored on today's largest build (200k users)
+    at = anchored_predict(check, TARGET_ITEMS, TARGET_EVENTS)
     per_user_h = at["per_user_cpu_ms"] / 1e3 * TARGET_USERS / 3600
     driver_h = at["driver_cpu_s"] / 3600
     als_h = at["als_cpu_s"] / 3600
@@ -268,20 +268,25 @@ def main() -> None:
     worker_rss = (
         max(w["peak_rss_mb"] for w in two["per_user_stage"]["workers"]) if two else float("nan")
     )
-    md += ["**3. The plan**, today's model fitted on 20k, 50k and 200k users:", ""]
-    md += [f"- {line}" for line in model.describe()] + [""]
+    md += [
+        f"**3. The plan**: the same model anchored on today's 200k-user build ({label(check)}):",
+        "",
+    ]
     rows = [
         ("events (40 per user)", f"{TARGET_EVENTS / 1e9:.0f} billion", "assumption"),
         ("per-user stage, worker CPU ms per user at 1M items", f"{at['per_user_cpu_ms']:.3f}",
-         "(x) per-user model"),
+         "(x) 200k users' CPU per user, its search share scaled by ln(1M) / ln(20k)"),
         ("per-user stage, worker CPU-hours", f"{per_user_h:,.1f}", "(x) x 50M users"),
         (f"Ray workers (1 CPU each) for the per-user stage in {WINDOW_H / 2:g} h",
          f"{workers}", f"(x) CPU-hours / {WINDOW_H / 2:g} h, rounded up"),
         ("worker peak RSS, MB", f"{worker_rss:,.0f}",
          "(m) 200k users, 2 workers; a worker holds the item side and one shard at a time"),
-        ("driver stages but ALS, CPU-hours", f"{driver_h:,.1f}", "(x) driver model"),
-        ("ALS (2 fits), CPU-hours on the driver's cores", f"{als_h:,.0f}", "(x) ALS power law"),
-        ("driver peak RSS, GB", f"{at['driver_rss_mb'] / 1024:,.0f}", "(x) driver RSS model"),
+        ("driver stages but stage 1 and inspection, CPU-hours", f"{driver_h:,.1f}",
+         "(x) proportional to events"),
+        ("stage 1 (ALS, index, sequence tables; 2 fits), CPU-hours", f"{als_h:,.0f}",
+         f"(x) events^{FIRST_PLAN_ALS_EXPONENT}"),
+        ("driver peak RSS, GB", f"{at['driver_rss_mb'] / 1024:,.0f}",
+         "(x) + 187 bytes per event"),
         ("Redis, one build, GB", f"{redis_gb:,.0f}", "(x) bytes/user constant"),
         (f"Redis masters of {REDIS_NODE_GB:.0f} GB (two builds live during a swap, maxmemory "
          f"{REDIS_DATA_SHARE:.0%}) + as many replicas", f"{masters} + {masters}", "(x)"),
