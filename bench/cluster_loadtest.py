@@ -362,6 +362,10 @@ def main() -> int:
         "users": args.users,
         "items": args.items,
         "loadtest_args": passthrough,
+        "bench_args": [
+            *(["--diagnose-refresh"] if args.diagnose_refresh else []),
+            *([f"--wait-quiet {args.wait_quiet:g}"] if args.wait_quiet else []),
+        ],
         "runs": [asdict(r) for r in rows],
     }
     (args.out / "cluster_loadtest.json").write_text(json.dumps(result, indent=2))

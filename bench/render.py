@@ -264,23 +264,34 @@ def sharded(results: Path) -> list[str]:
 def scale_extras(results: Path) -> list[str]:
     """The cluster load test and the ranker's sampling, when their results are there."""
     out: list[str] = []
-    if (md := results / "cluster_loadtest.md").exists():
-        lt = load(results, "cluster_loadtest.json")
+    for folder, when in ((results, ""), (results / "loadtest-busy", ", busy machine")):
+        if not (md := folder / "cluster_loadtest.md").exists():
+            continue
+        lt = load(folder, "cluster_loadtest.json")
         out += [
             "",
-            "### Load test: 2 API replicas on the Redis Cluster, and on one Redis",
+            f"### Load test: 2 API replicas on the Redis Cluster, and on one Redis{when}",
             "",
             "```bash",
-            "OMP_WAIT_POLICY=PASSIVE python bench/cluster_loadtest.py --rounds 3 -- \\",
-            "    --users-rate 150 --duration 30s --max-p99-ms 30",
+            " ".join(
+                [
+                    "OMP_WAIT_POLICY=PASSIVE python bench/cluster_loadtest.py --rounds 3",
+                    *lt.get("bench_args", []),
+                    "-- \\",
+                ]
+            ),
+            "    " + " ".join(lt["loadtest_args"]),
             "```",
             "",
             f"Code {lt.get('commit', '?')}. The 20k-user log of `make loadtest`; 2 `recsys serve`"
             " replicas of one worker each on a Redis Cluster of 3 masters + 3 replicas"
             " (`cluster`), and 2 more on one redis-server (`single`, AOF everysec as `recsys"
-            " build` starts it); rounds alternate which goes first. CPU per request is over the"
-            " whole `recsys loadtest` command (ramp included) divided by the measured requests;"
-            " other cores: processes outside the benchmark.",
+            " build` starts it); `cluster-no-refresh`, where present, is a diagnostic: 2 more"
+            " replicas on the cluster with the API's slot-map refresh after a failed read turned"
+            " off. Rounds rotate which target goes first. CPU per request is over the whole"
+            " `recsys loadtest` command (ramp included) divided by the measured requests; other"
+            " cores: processes outside the benchmark. Degraded: answers that fell back to"
+            " popular items or stage-1 order because Redis or the ranker missed its budget.",
             "",
             md.read_text().split("\n", 2)[2].strip(),
         ]
