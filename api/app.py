@@ -36,7 +36,7 @@ from api.ui.dashboard import Dashboard, NotFoundError, UnavailableError
 from api.ui.live import LiveTraffic
 from recsys.config import ServeConfig, Settings, get_settings
 from recsys.experiment import TrafficSplit
-from recsys.store.connect import AsyncStore, async_client_for
+from recsys.store.connect import AsyncStore, async_client_for, read_slot_map
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ def _lifespan(
         client = redis_client(redis_url, cfg, cfg.redis_timeout_ms)
         event_client = redis_client(redis_url, cfg, cfg.event_timeout_ms)
         log_client = redis_client(redis_url, cfg, settings.log.write_timeout_ms, LOG_POOL_SIZE)
+        for each in (client, event_client, log_client):
+            await read_slot_map(each, cfg.event_timeout_ms / 1000)
         keys = Keys(settings.key_prefix)
         split = TrafficSplit.of(cfg.ab, cfg.ab_salt)
         arms = Arms(artifacts, split, metrics, serving_ttl_s(cfg.build_poll_s))

@@ -55,7 +55,7 @@ from recsys.serving import (
     stage1_order,
 )
 from recsys.store.codec import decode_user_state
-from recsys.store.connect import AsyncStore, SlotMapRefresher
+from recsys.store.connect import AsyncStore, refresh_slot_map, stop_slot_map
 from recsys.store.drift_counts import DRIFT_TTL_S, add_live_counts
 from recsys.store.events import WatchEvent
 from recsys.store.feedback_log import LoggedEvent, log_event_async, now_ms
@@ -103,8 +103,6 @@ class RecommendationService:
     ) -> None:
         self.client = client  # reads: timeouts of redis_timeout_ms
         self.event_client = event_client  # event writes: timeouts of event_timeout_ms
-        self.read_slots = SlotMapRefresher(client)
-        self.event_slots = SlotMapRefresher(event_client)
         self.keys = keys
         self.cfg = cfg
         self.log_cfg = log_cfg or FeedbackLogConfig()
@@ -202,7 +200,7 @@ class RecommendationService:
                     raise
                 except RETRYABLE_WRITE_ERRORS:
                     # on a cluster: find the replica promoted in a dead master's place
-                    self.event_slots.request()
+                    refresh_slot_map(self.event_client)
                     await asyncio.sleep(pause_s)
                     pause_s = min(pause_s * 2, WRITE_RETRY_MAX_S)
 
@@ -276,8 +274,8 @@ class RecommendationService:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.read_slots.cancel()
-        self.event_slots.cancel()
+        stop_slot_map(self.client)
+        stop_slot_map(self.event_client)
 
     async def _read_user(self, build_version: str, user_id: str) -> UserRecord | None:
         started = time.perf_counter()
@@ -291,7 +289,7 @@ class RecommendationService:
                     self.client, self.keys, build_version, user_id, self.cfg.max_events_per_user
                 )
         except REDIS_ERRORS:
-            self.read_slots.request()  # on a cluster: find a promoted replica (no-op otherwise)
+            refresh_slot_map(self.client)  # on a cluster: find a promoted replica (no-op otherwise)
             return None
         finally:
             self.metrics.observe_stage("redis", time.perf_counter() - started)

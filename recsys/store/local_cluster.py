@@ -43,6 +43,7 @@ N_SLOTS = 16384
 # A node's cluster bus listens on its port + 10000 (the default; 6.2 has no cluster-port option).
 BUS_OFFSET = 10000
 HOST = "127.0.0.1"
+PORT_TRIES = 5
 
 
 def free_cluster_port() -> int:
@@ -116,19 +117,31 @@ class LocalRedisCluster:
         total = self.n_masters * (1 + self.n_replicas)
         try:
             for i in range(total):
-                port = free_cluster_port()
-                node = ClusterNode(port, self.work_dir / f"node-{i}-{port}")
-                node.data_dir.mkdir(parents=True)
-                self.nodes.append(node)
-                self._launch(binary, node)
-            for node in self.nodes:
-                _wait_ping(node, timeout_s)
+                self.nodes.append(self._new_node(binary, i))
+            for i in range(total):
+                for _ in range(PORT_TRIES):
+                    try:
+                        _wait_ping(self.nodes[i], timeout_s)
+                        break
+                    except _PortTakenError:
+                        # a port found free was taken before the server bound it (on a busy
+                        # machine, by another process's outgoing connection): another port
+                        self.nodes[i] = self._new_node(binary, i)
+                else:
+                    raise StoreError(f"no free port for cluster node {i} in {PORT_TRIES} tries")
             self._form(timeout_s)
         except BaseException:
             self.stop()
             raise
         log.info("local Redis Cluster up: %s (%d nodes)", self.url, len(self.nodes))
         return self.url
+
+    def _new_node(self, binary: Path, i: int) -> ClusterNode:
+        port = free_cluster_port()
+        node = ClusterNode(port, self.work_dir / f"node-{i}-{port}")
+        node.data_dir.mkdir(parents=True)
+        self._launch(binary, node)
+        return node
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -341,12 +354,17 @@ def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+class _PortTakenError(StoreError):
+    """A node could not bind its port or its cluster bus port."""
+
+
 def _wait_ping(node: ClusterNode, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         if node.proc is None or node.proc.poll() is not None:
             tail = (node.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-            raise StoreError(f"redis-server on port {node.port} exited while starting:\n{tail}")
+            error = _PortTakenError if "Address already in use" in tail else StoreError
+            raise error(f"redis-server on port {node.port} exited while starting:\n{tail}")
         with contextlib.suppress(redis.RedisError, OSError), node.client(timeout_s=1.0) as c:
             if c.ping():
                 return
