@@ -220,7 +220,7 @@ class Failover:
 
 def _fail_over(base: str, built: Built, users: list[str], cluster: LocalRedisCluster) -> Failover:
     """Requests without pause; SIGKILL the master of users[0]'s slot; wait for its replica's
-    promotion; 3 s more of traffic. The killed node is restarted (it rejoins as a replica)."""
+    promotion; 2 s more of traffic. The killed node is restarted (it rejoins as a replica)."""
     victim_port = cluster.port_of_slot(key_slot(built.keys.events(users[0]).encode()))
     [(victim_slots, (_, [replica_port]))] = [
         (span, owners) for span, owners in cluster.slot_owners().items() if owners[0] == victim_port
@@ -246,7 +246,7 @@ def _fail_over(base: str, built: Built, users: list[str], cluster: LocalRedisClu
     for thread in threads:
         thread.start()
     try:
-        time.sleep(1.5)
+        time.sleep(1.0)
         killed_at = time.monotonic()
         cluster.kill_node(victim_port)
         dead_at = time.monotonic()
@@ -255,7 +255,7 @@ def _fail_over(base: str, built: Built, users: list[str], cluster: LocalRedisClu
             assert time.monotonic() < deadline, "the replica was not promoted"
             time.sleep(0.05)
         promoted_at = time.monotonic()
-        time.sleep(3.0)  # keep firing on the promoted replica
+        time.sleep(2.0)  # keep firing on the promoted replica
     finally:
         stop.set()
         for thread in threads:
@@ -384,19 +384,18 @@ def test_a_dead_master_rebuilds_no_slot_map_on_a_callers_time(
         epoch = client.nodes_manager._epoch  # redis-py's count of slot-map rebuilds
         assert await client.get(other_key) == b"o"
         redis_cluster.kill_node(victim_port)
+        dead_at = time.monotonic()
         rebuilt_while_down = []
-        promoted = False
-        deadline = time.monotonic() + 30
-        while not promoted:
-            assert time.monotonic() < deadline, "the replica was not promoted"
+        # while no replica can have taken over yet: the dead master's reads fail (each a single
+        # command, after which redis-py asks for a rebuild), the others' are answered
+        while time.monotonic() < dead_at + NO_PROMOTION_BEFORE_S:
             with pytest.raises(REDIS_ERRORS):
-                await client.get(victim_key)  # a single command: redis-py marks a rebuild
+                await client.get(victim_key)
             assert await client.get(other_key) == b"o"  # goes on with the map it has
-            promoted = redis_cluster.port_of_slot(victim_span[0]) != victim_port
-            if not promoted:
-                rebuilt_while_down.append(client.nodes_manager._epoch - epoch)
+            rebuilt_while_down.append(client.nodes_manager._epoch - epoch)
             await asyncio.sleep(0.05)
-        # the next failure's background refresh finds the promoted replica
+        # once the replica is promoted, a failure's background refresh finds it
+        deadline = time.monotonic() + 30
         while True:
             try:
                 if await client.get(victim_key) == b"v":
@@ -405,6 +404,7 @@ def test_a_dead_master_rebuilds_no_slot_map_on_a_callers_time(
                 pass
             assert time.monotonic() < deadline, "the promoted replica was never found"
             await asyncio.sleep(0.05)
+        assert redis_cluster.port_of_slot(victim_span[0]) != victim_port
         rebuilds = client.nodes_manager._epoch - epoch
         await client.aclose()
         return rebuilt_while_down, rebuilds
@@ -413,7 +413,7 @@ def test_a_dead_master_rebuilds_no_slot_map_on_a_callers_time(
         rebuilt_while_down, rebuilds = asyncio.run(scenario())
     finally:
         redis_cluster.restart_node(victim_port)
-    assert len(rebuilt_while_down) >= 5 and set(rebuilt_while_down) == {0}
+    assert len(rebuilt_while_down) >= 3 and set(rebuilt_while_down) == {0}
     # then rebuilt once, or a time or two more while the promotion spreads through the cluster's
     # gossip (a node that has not heard of it yet still names the dead master)
     assert 1 <= rebuilds <= 3
