@@ -94,7 +94,8 @@ class LocalRedisCluster:
         if masters < 1 or replicas < 0:
             raise ValueError(f"need masters >= 1 and replicas >= 0, got {masters}, {replicas}")
         self._own_dir = work_dir is None
-        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="recsys-cluster-"))
+        # absolute: each node runs in its own folder, where a relative --dir would not resolve
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="recsys-cluster-")).resolve()
         self.n_masters = masters
         self.n_replicas = replicas
         self.node_timeout_ms = node_timeout_ms
