@@ -431,9 +431,7 @@ def test_eval_on_the_cluster_scores_like_on_one_server_and_leaves_no_keys(
     cluster_client: RedisCluster,
     tmp_path: Path,
 ) -> None:
-    write_dataset(
-        generate_synthetic(n_users=200, n_items=80, seed=4, events_per_user=15), tmp_path
-    )
+    write_dataset(generate_synthetic(n_users=200, n_items=80, seed=4, events_per_user=15), tmp_path)
     options = EvalOptions(resamples=20, permutations=50, drift_requests=0)
     reports = [
         run_eval(

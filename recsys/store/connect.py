@@ -233,7 +233,8 @@ class SlotMapRefresher:
 
     async def _map_is_current(self) -> bool:
         """Whether the first node that answers CLUSTER SLOTS names, for every range, the master
-        the client's map has; False when no node answers (let redis-py's rebuild try)."""
+        the client's map has. When no node answers there is nothing to rebuild from (a rebuild
+        asks the same question): True, and the next failed round trip asks again."""
         manager = self.client.nodes_manager
         cached = manager.slots_cache
         for node in list(manager.nodes_cache.values()):
@@ -249,7 +250,7 @@ class SlotMapRefresher:
                     if not owners or owners[0].name != name:
                         return False
             return True
-        return False
+        return True
 
     def cancel(self) -> None:
         if self._task is not None:
