@@ -44,6 +44,7 @@ N_SLOTS = 16384
 BUS_OFFSET = 10000
 HOST = "127.0.0.1"
 PORT_TRIES = 5
+FORM_TRIES = 3
 
 
 def free_cluster_port() -> int:
@@ -117,25 +118,39 @@ class LocalRedisCluster:
         binary = find_redis_server()
         total = self.n_masters * (1 + self.n_replicas)
         try:
-            for i in range(total):
-                self.nodes.append(self._new_node(binary, i))
-            for i in range(total):
-                for _ in range(PORT_TRIES):
-                    try:
-                        _wait_ping(self.nodes[i], timeout_s)
-                        break
-                    except _PortTakenError:
-                        # a port found free was taken before the server bound it (on a busy
-                        # machine, by another process's outgoing connection): another port
-                        self.nodes[i] = self._new_node(binary, i)
-                else:
-                    raise StoreError(f"no free port for cluster node {i} in {PORT_TRIES} tries")
-            self._form(timeout_s)
+            for attempt in range(FORM_TRIES):
+                try:
+                    self._start_nodes(binary, total, timeout_s)
+                    self._form(timeout_s)
+                    break
+                except (_StrangerError, redis.ResponseError) as e:
+                    # a node of another local cluster reached one of ours: fresh ports
+                    if attempt == FORM_TRIES - 1:
+                        raise StoreError(f"local Redis Cluster: {e}") from e
+                    log.warning("local Redis Cluster: %s; starting again on other ports", e)
+                    for node in self.nodes:
+                        self._kill(node)
+                    self.nodes = []
         except BaseException:
             self.stop()
             raise
         log.info("local Redis Cluster up: %s (%d nodes)", self.url, len(self.nodes))
         return self.url
+
+    def _start_nodes(self, binary: Path, total: int, timeout_s: float) -> None:
+        for i in range(total):
+            self.nodes.append(self._new_node(binary, i))
+        for i in range(total):
+            for _ in range(PORT_TRIES):
+                try:
+                    _wait_ping(self.nodes[i], timeout_s)
+                    break
+                except _PortTakenError:
+                    # a port found free was taken before the server bound it (on a busy
+                    # machine, by another process's outgoing connection): another port
+                    self.nodes[i] = self._new_node(binary, i)
+            else:
+                raise StoreError(f"no free port for cluster node {i} in {PORT_TRIES} tries")
 
     def _new_node(self, binary: Path, i: int) -> ClusterNode:
         port = free_cluster_port()
@@ -306,6 +321,12 @@ class LocalRedisCluster:
         for node in self.nodes:
             with node.client() as c:
                 lines = _text(c.execute_command("CLUSTER", "NODES")).splitlines()
+            if len(lines) > len(self.nodes):
+                # a port of ours was a node of another local cluster's until it died, and that
+                # cluster's gossip still calls it (seen with several test sessions at once)
+                raise _StrangerError(
+                    f"node {node.port} knows {len(lines)} nodes, we are {len(self.nodes)}"
+                )
             if len(lines) < len(self.nodes) or any("handshake" in line for line in lines):
                 return False
         return True
@@ -353,6 +374,10 @@ class LocalRedisCluster:
 
 def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+class _StrangerError(StoreError):
+    """A node of another cluster joined ours."""
 
 
 class _PortTakenError(StoreError):
