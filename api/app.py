@@ -137,7 +137,8 @@ def _lifespan(
         app.state.holder = arms.champion
         app.state.service = service
         app.state.impressions = impressions
-        app.state.dashboard = Dashboard(settings, artifacts, arms, service, LiveTraffic(metrics))
+        dashboard = Dashboard(settings, artifacts, arms, service, LiveTraffic(metrics))
+        app.state.dashboard = dashboard
         stop = asyncio.Event()
         # the background tasks use the event pool: its timeout is the longer one
         every_s = report_interval_s(cfg.build_poll_s)
@@ -170,6 +171,7 @@ def _lifespan(
             for holder in arms.holders.values():
                 await holder.forget_serving(event_client, keys)
             service.close()
+            dashboard.close()
             await client.aclose()
             await event_client.aclose()
             await log_client.aclose()
