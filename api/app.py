@@ -36,7 +36,7 @@ from api.ui.dashboard import Dashboard, NotFoundError, UnavailableError
 from api.ui.live import LiveTraffic
 from recsys.config import ServeConfig, Settings, get_settings
 from recsys.experiment import TrafficSplit
-from recsys.store.connect import AsyncStore, async_client_for
+from recsys.store.connect import AsyncStore, async_client_for, read_slot_map
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ def _lifespan(
         client = redis_client(redis_url, cfg, cfg.redis_timeout_ms)
         event_client = redis_client(redis_url, cfg, cfg.event_timeout_ms)
         log_client = redis_client(redis_url, cfg, settings.log.write_timeout_ms, LOG_POOL_SIZE)
+        for each in (client, event_client, log_client):
+            await read_slot_map(each, cfg.event_timeout_ms / 1000)
         keys = Keys(settings.key_prefix)
         split = TrafficSplit.of(cfg.ab, cfg.ab_salt)
         arms = Arms(artifacts, split, metrics, serving_ttl_s(cfg.build_poll_s))
@@ -135,7 +137,8 @@ def _lifespan(
         app.state.holder = arms.champion
         app.state.service = service
         app.state.impressions = impressions
-        app.state.dashboard = Dashboard(settings, artifacts, arms, service, LiveTraffic(metrics))
+        dashboard = Dashboard(settings, artifacts, arms, service, LiveTraffic(metrics))
+        app.state.dashboard = dashboard
         stop = asyncio.Event()
         # the background tasks use the event pool: its timeout is the longer one
         every_s = report_interval_s(cfg.build_poll_s)
@@ -168,6 +171,7 @@ def _lifespan(
             for holder in arms.holders.values():
                 await holder.forget_serving(event_client, keys)
             service.close()
+            dashboard.close()
             await client.aclose()
             await event_client.aclose()
             await log_client.aclose()

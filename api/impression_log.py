@@ -22,14 +22,11 @@ from itertools import islice
 from api.prometheus import PrometheusMetrics
 from api.service import REDIS_ERRORS, Answer
 from recsys.config import FeedbackLogConfig
-from recsys.store.connect import AsyncStore, SlotMapRefresher
+from recsys.store.connect import AsyncStore, refresh_slot_map, stop_slot_map
 from recsys.store.feedback_log import Impression, now_ms, queue_impressions
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
-
-# Seconds between two slot-map refreshes of the log's client after failed batches.
-LOG_SLOT_REFRESH_S = 0.5
 
 MAX_BATCH = 2000  # impressions per pipeline: bounds one write's size and time
 
@@ -67,12 +64,6 @@ class ImpressionLog:
         self.metrics = metrics
         self._backlog: deque[Impression] = deque()
         self._timeout_s = cfg.write_timeout_ms / 1000
-        # a failed pipeline on a cluster does not re-read the slot map by itself: without
-        # this, the shards of a failed-over master would stay unwritable (issue 11). Rarer
-        # than the request paths' refreshes (a refresh holds the event loop ~5 ms, measured
-        # on the test cluster): the log may lose half a second of answers, a request may not
-        # lose its deadline.
-        self.slots = SlotMapRefresher(client, min_interval_s=LOG_SLOT_REFRESH_S)
 
     def record(self, impression: Impression) -> None:
         """Queue one impression; never blocks, never raises."""
@@ -95,7 +86,7 @@ class ImpressionLog:
                 await asyncio.wait_for(stop.wait(), timeout=every_s)
             await self.flush()
         await self.flush()
-        self.slots.cancel()
+        stop_slot_map(self.client)
 
     async def flush(self) -> None:
         """Write everything queued so far, in batches of at most ``MAX_BATCH``."""
@@ -115,7 +106,7 @@ class ImpressionLog:
                     await pipe.execute()
         except REDIS_ERRORS as e:
             self.metrics.count_impressions("failed", len(batch))
-            self.slots.request()  # on a cluster: find a promoted replica (no-op otherwise)
+            refresh_slot_map(self.client)  # on a cluster: find a promoted replica (no-op otherwise)
             log.debug("impression log: %d lost: %s", len(batch), e)
             return
         self.metrics.count_impressions("logged", len(batch))

@@ -21,9 +21,10 @@ background and only its measured time is kept.
 
 import asyncio
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -55,7 +56,7 @@ from recsys.serving import (
     stage1_order,
 )
 from recsys.store.codec import decode_user_state
-from recsys.store.connect import AsyncStore, SlotMapRefresher
+from recsys.store.connect import AsyncStore, refresh_slot_map, stop_slot_map
 from recsys.store.drift_counts import DRIFT_TTL_S, add_live_counts
 from recsys.store.events import WatchEvent
 from recsys.store.feedback_log import LoggedEvent, log_event_async, now_ms
@@ -81,6 +82,8 @@ WRITE_RETRY_MAX_S = 0.2
 # it served last, whose samples are still to be flushed.
 MAX_DRIFT_SAMPLERS = 4
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -103,8 +106,6 @@ class RecommendationService:
     ) -> None:
         self.client = client  # reads: timeouts of redis_timeout_ms
         self.event_client = event_client  # event writes: timeouts of event_timeout_ms
-        self.read_slots = SlotMapRefresher(client)
-        self.event_slots = SlotMapRefresher(event_client)
         self.keys = keys
         self.cfg = cfg
         self.log_cfg = log_cfg or FeedbackLogConfig()
@@ -127,17 +128,22 @@ class RecommendationService:
         started: float,
         exclude: Sequence[str | int] = (),
         explain: bool = False,
+        pool: Executor | None = None,
     ) -> Answer:
         """Top k for one user with ``model``, whatever happens to Redis or the ranker.
 
         ``started`` is the request's arrival (``time.perf_counter``); the deadline counts from it.
         ``exclude``: item ids to leave out; ``explain``: say why each item is there.
+        ``pool``: where ranking and explaining run instead of the rank threads (the dashboard's
+        own thread, issue 16): the same code and answer, but none of the request path's books
+        (the rank time estimate, stage times, fallback counts, live drift samples) count it, and
+        it never waits behind, or holds up, a request's ranking.
         """
         excluded = np.array([model.items.index_of(i) for i in exclude], dtype=np.int32)
-        record = await self._read_user(model.version, user_id)
+        record = await self._read_user(model.version, user_id, observed=pool is None)
         if record is None:
             ranked = popular(model, k, excluded)
-            return self._fallback(model, ranked, "redis-unavailable", explain)
+            return self._fallback(model, ranked, "redis-unavailable", explain, None, pool is None)
         if record.state is not None:
             state = apply_events(decode_user_state(record.state), record.events, model)
         elif (cold := cold_start_state(model, record.events)) is not None:
@@ -146,19 +152,28 @@ class RecommendationService:
             state = cold
         else:
             reacted = np.concatenate([event_items(record.events, model), excluded])
-            return self._fallback(model, popular(model, k, reacted), "cold-start", explain)
+            ranked = popular(model, k, reacted)
+            return self._fallback(model, ranked, "cold-start", explain, None, pool is None)
         remaining_s = started + self.deadline_s - SERIALISE_RESERVE_S - time.perf_counter()
-        if self.rank_time.fits(remaining_s):
+        fits = remaining_s > 0 if pool is not None else self.rank_time.fits(remaining_s)
+        if fits:
             ctx = RequestContext(
                 ts=int(time.time()) if ts is None else ts, device=model.items.device_code(device)
             )
-            done = await self._rank(model, state, ctx, k, excluded, remaining_s)
+            if pool is None:
+                done = await self._rank(model, state, ctx, k, excluded, remaining_s)
+            else:
+                done = await _on_pool(
+                    pool, remaining_s, timed_rank_only, model, state, ctx, k, excluded
+                )
             if done is not None:
-                why = await self._explain(model, state, ctx, done, started) if explain else None
+                why = (
+                    await self._explain(model, state, ctx, done, started, pool) if explain else None
+                )
                 return Answer(model, done, None, why)
         ranked = leave_out(stage1_order(state, k + len(excluded)), excluded, k)
         why = explain_candidates(state, ranked) if explain else None
-        return self._fallback(model, ranked, "ranker-timeout", explain, why)
+        return self._fallback(model, ranked, "ranker-timeout", explain, why, pool is None)
 
     async def record_event(self, user_id: str, event: WatchEvent) -> None:
         """Append to the user's capped event list, then to the event log (``log.enabled``);
@@ -202,7 +217,7 @@ class RecommendationService:
                     raise
                 except RETRYABLE_WRITE_ERRORS:
                     # on a cluster: find the replica promoted in a dead master's place
-                    self.event_slots.request()
+                    refresh_slot_map(self.event_client)
                     await asyncio.sleep(pause_s)
                     pause_s = min(pause_s * 2, WRITE_RETRY_MAX_S)
 
@@ -276,10 +291,12 @@ class RecommendationService:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.read_slots.cancel()
-        self.event_slots.cancel()
+        stop_slot_map(self.client)
+        stop_slot_map(self.event_client)
 
-    async def _read_user(self, build_version: str, user_id: str) -> UserRecord | None:
+    async def _read_user(
+        self, build_version: str, user_id: str, observed: bool = True
+    ) -> UserRecord | None:
         started = time.perf_counter()
         try:
             # asyncio.timeout, not wait_for: wait_for (3.11) wraps the read in a new task that
@@ -291,10 +308,11 @@ class RecommendationService:
                     self.client, self.keys, build_version, user_id, self.cfg.max_events_per_user
                 )
         except REDIS_ERRORS:
-            self.read_slots.request()  # on a cluster: find a promoted replica (no-op otherwise)
+            refresh_slot_map(self.client)  # on a cluster: find a promoted replica (no-op otherwise)
             return None
         finally:
-            self.metrics.observe_stage("redis", time.perf_counter() - started)
+            if observed:
+                self.metrics.observe_stage("redis", time.perf_counter() - started)
 
     async def _rank(
         self,
@@ -339,13 +357,27 @@ class RecommendationService:
         ctx: RequestContext,
         ranked: Ranked,
         started: float,
+        pool: Executor | None = None,
     ) -> list[ItemExplanation]:
         """A ranked answer's explanations, on a rank thread, within what is left of the
         deadline: TreeSHAP costs far more per row than scoring (docs/BENCHMARKS.md), so when it
         does not fit the answer keeps its order, sources, stage-1 facts and ranker scores, with
         no contributions, rather than falling back. Not part of the rank time estimate."""
         remaining_s = started + self.deadline_s - SERIALISE_RESERVE_S - time.perf_counter()
-        if remaining_s > 0:
+        if remaining_s > 0 and pool is not None:
+            why = await _on_pool(
+                pool,
+                remaining_s,
+                explain_ranked,
+                model,
+                state,
+                ctx,
+                ranked,
+                self.cfg.explain_features,
+            )
+            if why is not None:
+                return why
+        elif remaining_s > 0:
             begun = time.perf_counter()
             job = self.executor.submit(
                 explain_ranked, model, state, ctx, ranked, self.cfg.explain_features
@@ -365,11 +397,36 @@ class RecommendationService:
         reason: FallbackReason,
         explain: bool,
         explanations: list[ItemExplanation] | None = None,
+        counted: bool = True,
     ) -> Answer:
-        self.metrics.count_fallback(reason)
+        if counted:
+            self.metrics.count_fallback(reason)
         if explain and explanations is None:
             explanations = explain_candidates(None, ranked)
         return Answer(model, ranked, reason, explanations)
+
+
+async def _on_pool(
+    pool: Executor, timeout_s: float, fn: Callable[..., T], *args: object
+) -> T | None:
+    """``fn(*args)`` on ``pool``, or None if it is not back within ``timeout_s`` (it then
+    finishes in the background)."""
+    job = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+    try:
+        return await asyncio.wait_for(job, timeout=timeout_s)
+    except TimeoutError:
+        return None
+
+
+def timed_rank_only(
+    model: ServingModel,
+    state: UserState,
+    ctx: RequestContext,
+    k: int,
+    excluded: np.ndarray,
+) -> Ranked:
+    """``timed_rank`` without its times (nobody keeps them): the answer alone."""
+    return timed_rank(model, state, ctx, k, excluded)[0]
 
 
 def timed_rank(

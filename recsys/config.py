@@ -245,6 +245,14 @@ class InspectionConfig(_Section):
     threads: int = Field(
         2, ge=1, le=64, description="LightGBM threads ranking the audience sample (offline)."
     )
+    history_entries: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Builds kept in ARTIFACTS/build-history.jsonl (the Builds page's history); a build "
+            "that appends past this drops the oldest lines."
+        ),
+    )
 
 
 class UiConfig(_Section):

@@ -332,7 +332,11 @@ def _build_in_progress(
     )
     write_manifest(final, manifest)
     try:
-        append_history(artifacts_root, BuildHistoryEntry.of(manifest, settings.key_prefix, final))
+        append_history(
+            artifacts_root,
+            BuildHistoryEntry.of(manifest, settings.key_prefix, final),
+            settings.inspection.history_entries,
+        )
     except OSError as e:  # the build is published; only the dashboard's history misses it
         log.warning("build %s: could not append to the build history: %s", version, e)
     return BuildResult(version, final, manifest, users, model, training_window=kept_window)

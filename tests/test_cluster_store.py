@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,8 +27,11 @@ from recsys.data.dataset import write_dataset
 from recsys.data.synth import generate_synthetic
 from recsys.errors import StoreError
 from recsys.evaluation.protocol import EvalOptions
+from recsys.features import FEATURE_NAMES
+from recsys.inspection.live_drift import SCORE, LiveCounts
 from recsys.net import free_port
-from recsys.store.connect import async_client_for, client_for, cluster_node_url
+from recsys.store.connect import async_client_for, client_for, cluster_node_url, read_slot_map
+from recsys.store.drift_counts import add_live_counts, read_live_counts
 from recsys.store.events import WatchEvent
 from recsys.store.keys import Keys
 from recsys.store.local_cluster import LocalRedisCluster
@@ -130,16 +134,69 @@ def test_the_async_client_reads_and_appends_on_the_cluster(
         finally:
             await client.aclose()
 
-    # the transaction (LPUSH + LTRIM + EXPIRE) keeps the newest 3, oldest first when read
+    # the script (LPUSH + LTRIM + EXPIRE) keeps the newest 3, oldest first when read
     assert asyncio.run(scenario()) == [[2, 3, 4]] * len(USER_IDS)
     client = client_for(redis_cluster.url)
     assert all(0 < client.ttl(keys.events(user)) <= 600 for user in USER_IDS)
     client.close()
 
 
+def test_serving_writes_on_the_cluster_hold_the_event_loop_briefly(
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    """A live-drift flush (~700 counters, one worker's background report) and event writes on
+    the cluster leave the event loop free: as MULTI/EXEC pipelines through redis-py's asyncio
+    cluster client a flush held it 340-530 ms, stalling every request in flight (issue 11).
+    The counts still add up, every bin present, with their TTL."""
+    keys = Keys("test-loop")
+    version = "20260101T000000Z-abcdef"
+    bins = np.arange(20, dtype=np.int64) % 3  # zeros included: they must be stored too
+    live = LiveCounts(requests=2, rows=100, counts=dict.fromkeys([*FEATURE_NAMES, SCORE], bins))
+
+    async def scenario() -> tuple[float, LiveCounts]:
+        client = async_client_for(redis_cluster.url, timeout_s=2.0, max_connections=4)
+        await read_slot_map(client, 2.0)
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:  # how long the loop went without running it
+            last = time.perf_counter()
+            while not stop.is_set():
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        try:
+            await add_live_counts(client, keys, version, live, 60)  # connections opened
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0.01)
+            for _ in range(2):
+                await add_live_counts(client, keys, version, live, 60)
+            for i in range(30):
+                event = WatchEvent(i, TS + i, "tv")
+                await append_event_async(client, keys, f"u{i}", event, cap=3, ttl_s=600)
+            stop.set()
+            await task
+            return max(gaps), await read_live_counts(client, keys, version)
+        finally:
+            await client.aclose()
+
+    stall, got = asyncio.run(scenario())
+    assert got.requests == 6 and got.rows == 300
+    assert set(got.counts) == {*FEATURE_NAMES, SCORE}
+    assert all(np.array_equal(c, 3 * bins) for c in got.counts.values())
+    client = client_for(redis_cluster.url)
+    assert 0 < client.ttl(keys.live_drift(version)) <= 60
+    client.close()
+    assert stall < 0.1, f"the event loop stalled {stall * 1000:.0f} ms"
+
+
 def test_a_build_spreads_over_every_master_and_its_deletion_reaches_them_all(
     redis_cluster: LocalRedisCluster, cluster_client: RedisCluster, tmp_path: Path
 ) -> None:
+    for node in cluster_client.get_primaries():  # count this build's redirections alone
+        node.redis_connection.config_resetstat()
     built = build_small(redis_cluster.url, tmp_path / "artifacts")
     keys = built.keys
     pattern = keys.build_pattern(built.version)
@@ -374,10 +431,8 @@ def test_eval_on_the_cluster_scores_like_on_one_server_and_leaves_no_keys(
     cluster_client: RedisCluster,
     tmp_path: Path,
 ) -> None:
-    write_dataset(
-        generate_synthetic(n_users=300, n_items=120, seed=4, events_per_user=20), tmp_path
-    )
-    options = EvalOptions(resamples=50, permutations=100, drift_requests=0)
+    write_dataset(generate_synthetic(n_users=200, n_items=80, seed=4, events_per_user=15), tmp_path)
+    options = EvalOptions(resamples=20, permutations=50, drift_requests=0)
     reports = [
         run_eval(
             tmp_path,

@@ -4,10 +4,12 @@ of each item, the drift reference and the build history; and live drift's counti
 import asyncio
 import json
 import secrets
+import threading
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -15,7 +17,12 @@ from recsys.artifacts import BuildManifest, read_manifest, write_manifest
 from recsys.columns import Columns
 from recsys.evaluation.drift import training_window_features
 from recsys.features import FEATURE_NAMES, RequestContext
-from recsys.inspection.history import HISTORY_FILE, read_history
+from recsys.inspection.history import (
+    HISTORY_FILE,
+    BuildHistoryEntry,
+    append_history,
+    read_history,
+)
 from recsys.inspection.live_drift import (
     SCORE,
     LiveCounts,
@@ -161,6 +168,47 @@ def test_a_torn_history_line_is_skipped(built: Built, tmp_path: Path) -> None:
     (tmp_path / HISTORY_FILE).write_text(f"{line}\n{line[: len(line) // 2]}\n{line}\n")
     prefix = json.loads(line)["key_prefix"]
     assert len(read_history(tmp_path, prefix)) == 2
+
+
+def test_the_history_keeps_its_last_entries_even_with_builds_appending_together(
+    built: Built, tmp_path: Path
+) -> None:
+    """Bounded by ``inspection.history_entries``: the oldest lines go, every remaining line is
+    whole, and of 4 x 15 appends racing in threads 10 survive and none is lost to a
+    concurrent trim (what is left of each thread's entries is its newest, with no gap)."""
+    line = json.loads((built.artifacts / HISTORY_FILE).read_text().splitlines()[0])
+    entry = BuildHistoryEntry.model_validate(line)
+
+    def named(thread: int, i: int) -> BuildHistoryEntry:
+        return entry.model_copy(update={"build_version": f"20991231T0000{thread:02d}Z-{i:06x}"})
+
+    for i in range(7):
+        append_history(tmp_path, named(0, i), keep=5)
+    kept = read_history(tmp_path, entry.key_prefix)
+    assert [e.build_version for e in kept] == [named(0, i).build_version for i in (6, 5, 4, 3, 2)]
+
+    racing = tmp_path / "racing"
+    racing.mkdir()
+    threads = [
+        threading.Thread(
+            target=lambda t=t: [append_history(racing, named(t, i), keep=10) for i in range(15)]
+        )
+        for t in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = (racing / HISTORY_FILE).read_text().splitlines()
+    assert len(lines) == 10
+    versions = [BuildHistoryEntry.model_validate(json.loads(x)).build_version for x in lines]
+    assert len(set(versions)) == 10
+    for t in range(4):  # trimming drops the oldest first: each thread keeps a suffix of its own
+        mine = [int(v[-6:], 16) for v in versions if v.startswith(f"20991231T0000{t:02d}Z")]
+        assert mine == list(range(15 - len(mine), 15))
+    assert not [p.name for p in racing.iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(ValueError, match="keep"):
+        append_history(racing, entry, keep=0)
 
 
 # ---------------------------------------------------------------------------- live drift

@@ -20,7 +20,7 @@ from recsys.candidates.model import CandidateInputs, fit_candidate_model
 from recsys.candidates.registry import SOURCES
 from recsys.columns import Columns
 from recsys.config import Settings
-from recsys.data.dataset import Dataset, write_dataset
+from recsys.data.dataset import write_dataset
 from recsys.data.load import load_dataset
 from recsys.data.movielens import convert_movielens
 from recsys.data.synth import generate_synthetic
@@ -71,7 +71,6 @@ class Fitted:
     users: IdIndex
     batches: list[np.ndarray]
     settings: Settings
-    dataset: Dataset
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,17 @@ def fitted(redis_cluster: LocalRedisCluster) -> Fitted:
     )
     inputs = stage1.candidate_inputs(settings)
     batches = inputs.batches(np.arange(len(users), dtype=np.int32))
-    return Fitted(inputs, users, batches, settings, dataset)
+    return Fitted(inputs, users, batches, settings)
+
+
+@pytest.fixture(scope="module")
+def one_process(fitted: Fitted, cluster_client: RedisCluster) -> list[bytes | None]:
+    """Every user's stored bytes when the per-user stage runs in this process."""
+    keys = Keys(fitted.settings.key_prefix)
+    _in_process(fitted, cluster_client, keys, "one-process")
+    stored = _stored(cluster_client, keys, "one-process", fitted.users.keys())
+    assert all(stored)
+    return stored
 
 
 def _stored(
@@ -164,13 +173,14 @@ class ShardKiller(threading.Thread):
 
 
 def test_shard_boundaries_do_not_change_a_single_users_bytes(
-    fitted: Fitted, ray_cluster: LocalRayCluster, cluster_client: RedisCluster
+    fitted: Fitted,
+    ray_cluster: LocalRayCluster,
+    cluster_client: RedisCluster,
+    one_process: list[bytes | None],
 ) -> None:
     keys = Keys(fitted.settings.key_prefix)
     users = fitted.users.keys()
-    _in_process(fitted, cluster_client, keys, "one-process")
-    expected = _stored(cluster_client, keys, "one-process", users)
-    assert all(expected)
+    expected = one_process
     for users_per_shard, n_shards in ((128, 16), (640, 4)):
         cfg = fitted.settings.ray.model_copy(
             update={"address": ray_cluster.address, "users_per_shard": users_per_shard}
@@ -201,12 +211,14 @@ def test_shard_boundaries_do_not_change_a_single_users_bytes(
 
 
 def test_a_worker_killed_mid_shard_is_retried_and_the_bytes_are_the_same(
-    fitted: Fitted, ray_cluster: LocalRayCluster, cluster_client: RedisCluster
+    fitted: Fitted,
+    ray_cluster: LocalRayCluster,
+    cluster_client: RedisCluster,
+    one_process: list[bytes | None],
 ) -> None:
     keys = Keys(fitted.settings.key_prefix)
     users = fitted.users.keys()
-    _in_process(fitted, cluster_client, keys, "one-process-2")
-    expected = _stored(cluster_client, keys, "one-process-2", users)
+    expected = one_process
     cfg = fitted.settings.ray.model_copy(
         update={"address": ray_cluster.address, "users_per_shard": 512, "max_retries": 2}
     )
@@ -249,12 +261,14 @@ def test_a_shard_that_keeps_failing_aborts_the_build_and_leaves_nothing(
     )
     keys = Keys(settings.key_prefix)
     in_process = settings.model_copy(update={"ray": fitted.settings.ray})
-    first = run_build(fitted.dataset, tmp_path, cluster_client, in_process)  # the one serving
+    # builds of their own, smaller: what is tested happens after the fits
+    dataset = generate_synthetic(n_users=300, n_items=100, seed=12, events_per_user=15)
+    first = run_build(dataset, tmp_path, cluster_client, in_process)  # the one serving
     killer = ShardKiller(ray_cluster, limit=None)  # every attempt of every shard dies
     killer.start()
     try:
         with pytest.raises(BuildError, match="failed 2 times, build aborted"):
-            run_build(fitted.dataset, tmp_path, cluster_client, settings)
+            run_build(dataset, tmp_path, cluster_client, settings)
     finally:
         killer.stop.set()
         killer.join()
@@ -283,14 +297,17 @@ def test_movielens_on_ray_and_a_redis_cluster_answers_like_one_process_on_one_re
 ) -> None:
     write_dataset(convert_movielens(ML_SMALL), tmp_path / "ml")
     dataset = load_dataset(tmp_path / "ml")
-    # a smaller ALS (the comparison is the point, not the model); batches of 64 users, so
+    # a smaller model (the comparison is the point, not the model: 100 candidates, 30 trees,
+    # no inspection data, ~9 s a build here instead of ~16 s); batches of 64 users, so
     # ml-latest-small's 610 users make 10 batches, dealt to 5 shards of 2; long budgets: the
     # answers are compared here, not how fast a busy test machine gives them (a cold connection
     # past the read budget, or a ranker past the deadline, would answer from a fallback)
     common = {
         "als": {"factors": 32, "iterations": 8, "warm_start_iterations": 3},
         "ann": {"batch_size": 64},
-        "ranker": {"num_threads": 1},
+        "candidates": {"per_user": 100, "neighbours": 10},
+        "ranker": {"num_threads": 1, "num_trees": 30},
+        "inspection": {"audience_users": 0, "drift_requests": 0},
         "serve": {"redis_timeout_ms": 2000, "deadline_ms": 10_000},
     }
     single = Settings(**common, redis_url=redis_url, key_prefix="ml-single")  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ they serve the dashboard's pages and may change with them; the API's contract is
 import logging
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.routes.ui import UiAuthDep
 from api.schemas import MAX_DEVICE_LEN, MAX_ID_LEN, MAX_K, MAX_TS
 from api.ui.auth import Access, require_csrf_safe
-from api.ui.dashboard import Context, Dashboard
+from api.ui.dashboard import Context, Dashboard, Page, page_bytes
 from api.ui.html import SECURITY_HEADERS
 from recsys.errors import StoreError
 from recsys.records import Record
@@ -43,11 +42,16 @@ router = APIRouter(prefix="/ui/api", include_in_schema=False, dependencies=[Depe
 
 DeviceQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_DEVICE_LEN)]
 TsQuery = Annotated[int | None, Query(ge=0, le=MAX_TS)]
+ArmQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=64, description="The A/B arm whose build the page shows."),
+]
 
 
-def _json(record: Record) -> Response:
+def _json(page: Record | Page) -> Response:
+    """A page's bytes (composed off the event loop: ``api/ui/dashboard.py``), or a record."""
     headers = SECURITY_HEADERS | {"Cache-Control": "no-store"}
-    body = orjson.dumps(record.model_dump(mode="json"), option=orjson.OPT_SERIALIZE_NUMPY)
+    body = page if isinstance(page, bytes) else page_bytes(page)
     return Response(body, media_type="application/json", headers=headers)
 
 
@@ -121,10 +125,13 @@ async def user(
 async def item(
     dashboard: DashboardDep,
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)],
+    arm: ArmQuery = None,
 ) -> Response:
-    return _json(await dashboard.item(item_id))
+    """The item in the champion's build, or in ``arm``'s during an A/B experiment."""
+    return _json(await dashboard.item(item_id, arm))
 
 
 @router.get("/drift")
-async def drift(dashboard: DashboardDep) -> Response:
-    return _json(await dashboard.drift())
+async def drift(dashboard: DashboardDep, arm: ArmQuery = None) -> Response:
+    """Drift of the champion's build, or of ``arm``'s."""
+    return _json(await dashboard.drift(arm))

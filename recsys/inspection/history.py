@@ -5,11 +5,20 @@ with them; the history keeps each build's summary (sizes, timings, ranker valida
 feature importance) for the dashboard's Builds page. A line is appended after the publish with
 one ``write`` on a file opened for appending, which Linux keeps whole between concurrent
 writers of such small lines; a line that does not parse (a crash mid-write) is skipped.
+
+The file is bounded (issue 16): past ``inspection.history_entries`` lines, the appending build
+rewrites it with the last of them, into a temporary file renamed over the old one, so a reader
+sees the old file or the new one, never half of one. Appending and trimming hold an exclusive
+lock on a lock file next to it: two builds finishing together neither trim away each other's
+line nor rename over it.
 """
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -22,6 +31,7 @@ from recsys.records import Record
 log = logging.getLogger(__name__)
 
 HISTORY_FILE: Final = "build-history.jsonl"
+LOCK_FILE: Final = ".build-history.lock"
 READ_TAIL_BYTES: Final = 4 << 20  # ~1,000 builds: what the page reads at most
 
 
@@ -60,13 +70,50 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def append_history(root: Path, entry: BuildHistoryEntry) -> None:
+def append_history(root: Path, entry: BuildHistoryEntry, keep: int) -> None:
+    """Appends ``entry``, then keeps the last ``keep`` lines of the file
+    (``inspection.history_entries``)."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
     line = (json.dumps(entry.to_json_dict(), separators=(",", ":")) + "\n").encode()
-    fd = os.open(root / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path = root / HISTORY_FILE
+    with _locked(root / LOCK_FILE):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        trim_history(path, keep)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
+
+
+def trim_history(path: Path, keep: int) -> int:
+    """Rewrites ``path`` with its last ``keep`` lines when it has more (atomically: a temporary
+    file in the same folder, synced, renamed over it); returns the lines dropped."""
+    raw = path.read_bytes()
+    lines = raw.splitlines(keepends=True)
+    if len(lines) <= keep:
+        return 0
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(b"".join(lines[-keep:]))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(lines) - keep
 
 
 def read_history(root: Path, key_prefix: str, limit: int = 100) -> list[BuildHistoryEntry]:

@@ -43,6 +43,8 @@ N_SLOTS = 16384
 # A node's cluster bus listens on its port + 10000 (the default; 6.2 has no cluster-port option).
 BUS_OFFSET = 10000
 HOST = "127.0.0.1"
+PORT_TRIES = 5
+FORM_TRIES = 3
 
 
 def free_cluster_port() -> int:
@@ -93,7 +95,8 @@ class LocalRedisCluster:
         if masters < 1 or replicas < 0:
             raise ValueError(f"need masters >= 1 and replicas >= 0, got {masters}, {replicas}")
         self._own_dir = work_dir is None
-        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="recsys-cluster-"))
+        # absolute: each node runs in its own folder, where a relative --dir would not resolve
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="recsys-cluster-")).resolve()
         self.n_masters = masters
         self.n_replicas = replicas
         self.node_timeout_ms = node_timeout_ms
@@ -115,20 +118,46 @@ class LocalRedisCluster:
         binary = find_redis_server()
         total = self.n_masters * (1 + self.n_replicas)
         try:
-            for i in range(total):
-                port = free_cluster_port()
-                node = ClusterNode(port, self.work_dir / f"node-{i}-{port}")
-                node.data_dir.mkdir(parents=True)
-                self.nodes.append(node)
-                self._launch(binary, node)
-            for node in self.nodes:
-                _wait_ping(node, timeout_s)
-            self._form(timeout_s)
+            for attempt in range(FORM_TRIES):
+                try:
+                    self._start_nodes(binary, total, timeout_s)
+                    self._form(timeout_s)
+                    break
+                except (_StrangerError, redis.ResponseError) as e:
+                    # a node of another local cluster reached one of ours: fresh ports
+                    if attempt == FORM_TRIES - 1:
+                        raise StoreError(f"local Redis Cluster: {e}") from e
+                    log.warning("local Redis Cluster: %s; starting again on other ports", e)
+                    for node in self.nodes:
+                        self._kill(node)
+                    self.nodes = []
         except BaseException:
             self.stop()
             raise
         log.info("local Redis Cluster up: %s (%d nodes)", self.url, len(self.nodes))
         return self.url
+
+    def _start_nodes(self, binary: Path, total: int, timeout_s: float) -> None:
+        for i in range(total):
+            self.nodes.append(self._new_node(binary, i))
+        for i in range(total):
+            for _ in range(PORT_TRIES):
+                try:
+                    _wait_ping(self.nodes[i], timeout_s)
+                    break
+                except _PortTakenError:
+                    # a port found free was taken before the server bound it (on a busy
+                    # machine, by another process's outgoing connection): another port
+                    self.nodes[i] = self._new_node(binary, i)
+            else:
+                raise StoreError(f"no free port for cluster node {i} in {PORT_TRIES} tries")
+
+    def _new_node(self, binary: Path, i: int) -> ClusterNode:
+        port = free_cluster_port()
+        node = ClusterNode(port, self.work_dir / f"node-{i}-{port}")
+        node.data_dir.mkdir(parents=True)
+        self._launch(binary, node)
+        return node
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -292,6 +321,12 @@ class LocalRedisCluster:
         for node in self.nodes:
             with node.client() as c:
                 lines = _text(c.execute_command("CLUSTER", "NODES")).splitlines()
+            if len(lines) > len(self.nodes):
+                # a port of ours was a node of another local cluster's until it died, and that
+                # cluster's gossip still calls it (seen with several test sessions at once)
+                raise _StrangerError(
+                    f"node {node.port} knows {len(lines)} nodes, we are {len(self.nodes)}"
+                )
             if len(lines) < len(self.nodes) or any("handshake" in line for line in lines):
                 return False
         return True
@@ -341,12 +376,21 @@ def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+class _StrangerError(StoreError):
+    """A node of another cluster joined ours."""
+
+
+class _PortTakenError(StoreError):
+    """A node could not bind its port or its cluster bus port."""
+
+
 def _wait_ping(node: ClusterNode, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         if node.proc is None or node.proc.poll() is not None:
             tail = (node.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-            raise StoreError(f"redis-server on port {node.port} exited while starting:\n{tail}")
+            error = _PortTakenError if "Address already in use" in tail else StoreError
+            raise error(f"redis-server on port {node.port} exited while starting:\n{tail}")
         with contextlib.suppress(redis.RedisError, OSError), node.client(timeout_s=1.0) as c:
             if c.ping():
                 return

@@ -248,18 +248,32 @@ async def read_user_async(
     return UserRecord(state=state, events=_events(events))
 
 
+# Push, trim, (re)start the TTL: one script, so one command that Redis runs atomically (Redis
+# docs, "Scripting with Lua": a script blocks the server while it runs, like MULTI/EXEC). Not a
+# MULTI/EXEC pipeline: redis-py's asyncio cluster client spends ~0.6 ms of event-loop time per
+# queued command of a transaction (measured, redis-py 8.1: 682 commands 340-530 ms, the same
+# as one EVAL 2.7 ms), time every request waiting on the loop loses (issue 11). If LPUSH is
+# refused (maxmemory), the script stops before writing anything: all or nothing, as before.
+_APPEND_EVENT_LUA = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
 async def append_event_async(
     client: AsyncStore, keys: Keys, user_id: str, event: WatchEvent, cap: int, ttl_s: int
 ) -> None:
-    """Push, trim to ``cap``, and (re)start the list's TTL, in one transaction: a list lives
+    """Push, trim to ``cap``, and (re)start the list's TTL, atomically: a list lives
     ``ttl_s`` past its user's last event, and having a TTL makes it the only kind of key that
     a volatile-* maxmemory policy may evict."""
-    key = keys.events(user_id)
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.lpush(key, event.to_bytes())
-        pipe.ltrim(key, 0, cap - 1)
-        pipe.expire(key, ttl_s)
-        await pipe.execute()
+    await _eval(client, _APPEND_EVENT_LUA, keys.events(user_id), event.to_bytes(), cap, ttl_s)
+
+
+async def _eval(client: AsyncStore, script: str, key: str, *args: bytes | str | int) -> Any:
+    """One single-key script: on a cluster, one command to the key's master."""
+    return await client.eval(script, 1, key, *args)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@
   const card = (title, ...children) => el("section", { class: "card" }, el("h2", {}, title), ...children);
   const wideCard = (title, ...children) => el("section", { class: "card wide" }, el("h2", {}, title), ...children);
   const flagTag = (flag) => (flag ? el("span", { class: `tag flag-${flag}` }, flag) : el("span", { class: "muted" }, "no live data"));
-  const itemLink = (id, title) => el("a", { href: `/ui/items?item=${encodeURIComponent(id)}` }, title ? `${title} (${id})` : String(id));
+  // arm: the A/B arm whose build the item page should show (none: the champion's)
+  const itemLink = (id, title, arm) => el("a", { href: `/ui/items?item=${encodeURIComponent(id)}${arm ? `&arm=${encodeURIComponent(arm)}` : ""}` }, title ? `${title} (${id})` : String(id));
   const userLink = (id) => el("a", { href: `/ui/users?user=${encodeURIComponent(id)}` }, String(id));
 
   // columns: [{label, value(row) -> node|text, num}]
@@ -423,6 +424,12 @@
     setStatus(`${d.builds.length} builds`);
   };
 
+  // The item and drift pages describe the champion's build, or an A/B arm's (?arm=NAME).
+  function armQuery(params) {
+    const arm = params.get("arm");
+    return arm ? `?arm=${encodeURIComponent(arm)}` : "";
+  }
+
   function contextForm(params, fields) {
     const form = el(
       "form",
@@ -457,7 +464,7 @@
     const answerTable = table(
       [
         { label: "#", value: (_, i) => i + 1, num: true },
-        { label: "item", value: (it) => itemLink(it.item_id, it.title) },
+        { label: "item", value: (it) => itemLink(it.item_id, it.title, a.arm) },
         { label: "score", value: (it) => fmt.num(it.score, 4), num: true },
         { label: "explanation", value: (it) => explanation(it.explanation) },
       ],
@@ -466,7 +473,7 @@
     );
     const changes = table(
       [
-        { label: "item", value: (c) => itemLink(c.item_id, c.title) },
+        { label: "item", value: (c) => itemLink(c.item_id, c.title, a.arm) },
         { label: "rank (A)", value: (c) => (c.rank_a === null ? "–" : c.rank_a + 1), num: true },
         { label: "rank (B)", value: (c) => (c.rank_b === null ? "–" : c.rank_b + 1), num: true },
         {
@@ -485,7 +492,7 @@
       ? table(
           [
             { label: "when", value: (h) => fmt.time(h.ts) },
-            { label: "item", value: (h) => itemLink(h.item_id, h.title) },
+            { label: "item", value: (h) => itemLink(h.item_id, h.title, a.arm) },
             { label: "device", value: (h) => h.device },
             { label: "completion", value: (h) => (h.completion === null ? "–" : fmt.pct(h.completion, 0)), num: true },
             { label: "", value: (h) => (h.live ? el("span", { class: "tag" }, "live event") : "") },
@@ -501,7 +508,7 @@
         table(
           [
             { label: "stage-1 rank", value: (c) => c.stage1_rank + 1, num: true },
-            { label: "item", value: (c) => itemLink(c.item_id, c.title) },
+            { label: "item", value: (c) => itemLink(c.item_id, c.title, a.arm) },
             { label: "stage-1 score", value: (c) => fmt.num(c.stage1_score, 4), num: true },
             { label: "sources", value: (c) => c.sources.map((n) => el("span", { class: "tag" }, n)) },
           ],
@@ -553,13 +560,16 @@
   pages.items = async function items() {
     const params = new URLSearchParams(window.location.search);
     const itemId = params.get("item");
-    const form = contextForm(params, [{ name: "item", label: "item id", required: true, size: 16 }]);
+    const form = contextForm(params, [
+      { name: "item", label: "item id", required: true, size: 16 },
+      { name: "arm", label: "A/B arm", placeholder: "champion", size: 10 },
+    ]);
     if (!itemId) {
       content.replaceChildren(form, el("p", { class: "muted" }, "Enter an item id, or follow an item from a user's recommendations."));
       setStatus("");
       return;
     }
-    const d = await getJSON(`${endpoint}${encodeURIComponent(itemId)}`);
+    const d = await getJSON(`${endpoint}${encodeURIComponent(itemId)}${armQuery(params)}`);
     document.querySelector("main h1").textContent = d.title ? `${d.title} (${d.item_id})` : `Item ${d.item_id}`;
     const chartBox = el("div", { class: "chart" });
     const meta = card(
@@ -590,7 +600,7 @@
         el("p", { class: "small muted" }, `The ${n.source} source's table: ${n.description}`),
         table(
           [
-            { label: "item", value: (x) => itemLink(x.item_id, x.title) },
+            { label: "item", value: (x) => itemLink(x.item_id, x.title, params.get("arm")) },
             { label: "similarity", value: (x) => fmt.num(x.similarity, 3), num: true },
           ],
           n.items,
@@ -622,9 +632,11 @@
   };
 
   pages.drift = async function drift() {
-    const d = await getJSON(endpoint);
+    const params = new URLSearchParams(window.location.search);
+    const form = contextForm(params, [{ name: "arm", label: "A/B arm", placeholder: "champion", size: 10 }]);
+    const d = await getJSON(`${endpoint}${armQuery(params)}`);
     if (!d.live) {
-      content.replaceChildren(el("p", { class: "error" }, d.problem || "no drift data"));
+      content.replaceChildren(form, el("p", { class: "error" }, d.problem || "no drift data"));
       setStatus("");
       return;
     }
@@ -665,6 +677,7 @@
       ([n, s]) => ({ class: "clickable", on: { click: () => showDetail(label(n), s) } }),
     );
     content.replaceChildren(
+      form,
       el(
         "div",
         { class: "grid" },
