@@ -98,17 +98,6 @@ def own_cpu_s() -> float:
     return cpu_of([os.getpid()]) + ru.ru_utime + ru.ru_stime
 
 
-# A diagnostic, not a configuration: `recsys serve` with the API's slot-map refresh after a
-# failed read turned off (in-process: one worker runs in the serving process). It tells whether
-# refreshes started by read timeouts under load cost the cluster target its latency. Without
-# it, a failover would never be noticed: only for load tests without failures.
-NO_REFRESH = (
-    "import runpy, sys; import recsys.store.connect as c; "
-    "c.SlotMapRefresher.request = lambda self: None; "
-    "sys.argv[0] = 'recsys'; runpy.run_module('cli.main', run_name='__main__')"
-)
-
-
 @contextmanager
 def replicas(
     name: str,
@@ -117,7 +106,6 @@ def replicas(
     redis_url: str,
     work: Path,
     env: dict[str, str],
-    no_refresh: bool = False,
 ) -> Iterator[tuple[list[str], list[int]]]:
     """``n`` `recsys serve` processes of one worker on ``redis_url``, each on its own port."""
     servers: list[subprocess.Popen[bytes]] = []
@@ -125,8 +113,7 @@ def replicas(
     try:
         for i in range(n):
             port = free_cluster_port()
-            run = ["-c", NO_REFRESH] if no_refresh else ["-m", "cli.main"]
-            cmd = [sys.executable, *run, "serve", "--artifacts", str(artifacts)]
+            cmd = [sys.executable, "-m", "cli.main", "serve", "--artifacts", str(artifacts)]
             cmd += ["--port", str(port), "--workers", "1"]
             log = (work / f"serve-{name}-{i}.log").open("ab")
             # the URL through the environment, as recsys loadtest does (ps shows a command line)
@@ -268,12 +255,6 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-single", action="store_true", help="the cluster only")
     p.add_argument(
-        "--diagnose-refresh",
-        action="store_true",
-        help="a third target: 2 more replicas on the cluster with the slot-map refresh after a "
-        "failed read turned off (a diagnostic of read timeouts under load)",
-    )
-    p.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -314,19 +295,6 @@ def main() -> int:
         )
         targets.append(Target("cluster", bases, pids, cluster.pids))
         print(f"cluster: {args.replicas} replicas on {cluster.url}: {', '.join(bases)}")
-        if args.diagnose_refresh:
-            bases, pids = stack.enter_context(
-                replicas(
-                    "cluster-no-refresh",
-                    args.replicas,
-                    args.work / "artifacts-cluster",
-                    cluster.url,
-                    args.work,
-                    env,
-                    no_refresh=True,
-                )
-            )
-            targets.append(Target("cluster-no-refresh", bases, pids, cluster.pids))
         if not args.no_single:
             single = stack.enter_context(LocalRedis(args.work / "single-redis"))
             build(data, args.work / "artifacts-single", single.url, env)
@@ -363,7 +331,6 @@ def main() -> int:
         "items": args.items,
         "loadtest_args": passthrough,
         "bench_args": [
-            *(["--diagnose-refresh"] if args.diagnose_refresh else []),
             *([f"--wait-quiet {args.wait_quiet:g}"] if args.wait_quiet else []),
         ],
         "runs": [asdict(r) for r in rows],

@@ -285,13 +285,12 @@ def scale_extras(results: Path) -> list[str]:
             "",
             f"Code {lt.get('commit', '?')}. The 20k-user log of `make loadtest`; 2 `recsys serve`"
             " replicas of one worker each on a Redis Cluster of 3 masters + 3 replicas"
-            " (`cluster`), and 2 more on one redis-server (`single`, AOF everysec as `recsys"
-            " build` starts it); `cluster-no-refresh`, where present, is a diagnostic: 2 more"
-            " replicas on the cluster with the API's slot-map refresh after a failed read turned"
-            " off. Rounds rotate which target goes first. CPU per request is over the whole"
-            " `recsys loadtest` command (ramp included) divided by the measured requests; other"
-            " cores: processes outside the benchmark. Degraded: answers that fell back to"
-            " popular items or stage-1 order because Redis or the ranker missed its budget.",
+            " (`cluster`), and 2 more on one redis-server (`single`, AOF everysec as"
+            " `recsys build` starts it). Rounds rotate which target goes first. CPU per request"
+            " is over the whole `recsys loadtest` command (ramp included) divided by the"
+            " measured requests; other cores: processes outside the benchmark. Degraded:"
+            " answers that fell back to popular items or stage-1 order because Redis or the"
+            " ranker missed its budget.",
             "",
             md.read_text().split("\n", 2)[2].strip(),
         ]
