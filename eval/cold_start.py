@@ -1,6 +1,7 @@
 """Cold start, measured through the API: users the build never saw, after their first events.
 
-    python -m eval.cold_start DATA_DIR [--holdout 0.2] [--events 1,3,5] [--seed 0] [--out FILE]
+    python -m eval.cold_start DATA_DIR [--holdout 0.2] [--events 1,3,5] [--seed 0[,1,...]]
+        [--out FILE]
 
 A seeded share of users is held out entirely; the build trains on everybody else. Each held-out
 user then arrives at the API (``create_app`` on that build, a real Redis) as a new id, posts
@@ -11,12 +12,17 @@ start, the API's "popular now" list minus the ``n`` watched (``recsys.serving.po
 through the API as a user with no events), and the most watched items of all time in the
 training events minus the ``n`` watched (the popularity baseline of ``recsys eval``). Users
 need ``max(n) + 1`` events. Ties in time keep the log's row order, as in every protocol here.
+
+A draw holds out about a hundred users on ml-latest-small, too few for one draw to settle a
+ratio: ``--seed 0,1,2,3,4`` measures five draws (a build each) and pools their answers, with
+95% bootstrap intervals over the users (draws may share users).
 """
 
 import argparse
 import json
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,7 @@ from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
 from recsys.evaluation.ranking_metrics import ranking_metrics_at_k, summarize
+from recsys.evaluation.stats import bootstrap_ci, ratio_ci
 from recsys.feedback import positives
 
 log = logging.getLogger(__name__)
@@ -85,9 +92,17 @@ def hold_out_users(
 
 
 def measure(
-    dataset: Dataset, settings: Settings, work: Path, fraction: float, ns: list[int], seed: int
+    dataset: Dataset,
+    settings: Settings,
+    work: Path,
+    fraction: float,
+    ns: list[int],
+    seed: int,
+    answers: dict[int, "ScoredAnswers"] | None = None,
 ) -> dict[str, Any]:
-    """Build without the held-out users, then ask the API for each of them after n events."""
+    """Build without the held-out users, then ask the API for each of them after n events
+    (``answers``, when given, receives each n's per-user scores, for pooling draws)."""
+    answers = {} if answers is None else answers
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -125,7 +140,8 @@ def measure(
         ):
             out["build_version"] = build.version
             for n in ns:
-                row = _after_n_events(api, users, n, all_time)
+                answers[n] = _after_n_events(api, users, n, all_time)
+                row = answers[n].summary()
                 out["by_events"][str(n)] = row
                 log.info(
                     "after %d events: ranked NDCG@10 %.4f, popular now %.4f, popular all time "
@@ -147,7 +163,9 @@ def _cold_id(n: int, user: ColdUser) -> str:
     return f"cold-start-{n}-{user.user_id}"
 
 
-def _after_n_events(api: Any, users: list[ColdUser], n: int, all_time: list[Any]) -> dict[str, Any]:
+def _after_n_events(
+    api: Any, users: list[ColdUser], n: int, all_time: list[Any]
+) -> "ScoredAnswers":
     ranked, popular, top, relevant = [], [], [], []
     fallbacks: dict[str, int] = {}
     ids: dict[str, int] = {}
@@ -173,25 +191,64 @@ def _after_n_events(api: Any, users: list[ColdUser], n: int, all_time: list[Any]
         ranked.append([index(i["item_id"]) for i in body["items"]])
         relevant.append(np.array([index(target["item_id"])]))
     rows = {"ranked": ranked, "popular_now": popular, "popular_all_time": top}
-    scored = {}
+    per_user = {}
     for name, lists in rows.items():
         padded = np.full((len(lists), K), -1, dtype=np.int64)
         for j, row in enumerate(lists):
             padded[j, : min(K, len(row))] = row[:K]
         m = ranking_metrics_at_k(padded, relevant, K)
-        scored[name] = {
-            "ndcg@10": round(summarize(m["ndcg"]), 5),
-            "hr@10": round(summarize(m["hit_rate"]), 5),
+        per_user[name] = (m["ndcg"], m["hit_rate"])
+    return ScoredAnswers(per_user, fallbacks)
+
+
+@dataclass(frozen=True)
+class ScoredAnswers:
+    """Per-user NDCG@10 and HR@10 of each system's answers (ranked and the two references)."""
+
+    per_user: dict[str, tuple[np.ndarray, np.ndarray]]
+    fallbacks: dict[str, int]
+
+    @staticmethod
+    def pooled(parts: list["ScoredAnswers"]) -> "ScoredAnswers":
+        names = parts[0].per_user
+        fallbacks: dict[str, int] = {}
+        for part in parts:
+            for reason, n in part.fallbacks.items():
+                fallbacks[reason] = fallbacks.get(reason, 0) + n
+        return ScoredAnswers(
+            {
+                name: tuple(  # type: ignore[misc]
+                    np.concatenate([part.per_user[name][m] for part in parts]) for m in (0, 1)
+                )
+                for name in names
+            },
+            fallbacks,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Means, 95% bootstrap intervals of NDCG@10, and ranked over the better reference."""
+        scored: dict[str, dict[str, Any]] = {}
+        means = {name: summarize(ndcg) for name, (ndcg, _) in self.per_user.items()}
+        for name, (ndcg, hit) in self.per_user.items():
+            ci = bootstrap_ci([ndcg])
+            scored[name] = {
+                "ndcg@10": round(summarize(ndcg), 5),
+                "ndcg@10_ci95": [round(ci.low, 5), round(ci.high, 5)],
+                "hr@10": round(summarize(hit), 5),
+            }
+        best = max(("popular_now", "popular_all_time"), key=lambda n: means[n])
+        ratio = None
+        if means[best] > 0:
+            r = ratio_ci(self.per_user["ranked"][0], self.per_user[best][0])
+            ratio = {"ratio": round(r.mean, 3), "ci95": [round(r.low, 3), round(r.high, 3)]}
+        return {
+            "users": len(self.per_user["ranked"][0]),
+            **scored,
+            "ratio_to_best_popular_ndcg@10": None if ratio is None else ratio["ratio"],
+            "ratio_ci95": None if ratio is None else ratio["ci95"],
+            "best_popular": best,
+            "fallbacks": self.fallbacks,
         }
-    best = max(scored["popular_now"]["ndcg@10"], scored["popular_all_time"]["ndcg@10"])
-    return {
-        "users": len(users),
-        **scored,
-        "ratio_to_best_popular_ndcg@10": (
-            round(scored["ranked"]["ndcg@10"] / best, 3) if best > 0 else None
-        ),
-        "fallbacks": fallbacks,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data_dir", type=Path)
     p.add_argument("--holdout", type=float, default=0.2, help="share of users held out")
     p.add_argument("--events", default="1,3,5", help="events fed before asking")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", default="0", help="draw of held-out users; several (0,1,2): each, and pooled"
+    )
     p.add_argument("--out", type=Path, help="JSON results (default: printed)")
     p.add_argument("--config", type=Path, help="settings file, as for recsys build")
     args = p.parse_args(argv)
@@ -213,11 +272,28 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.config:
         settings = with_overrides(settings, read_overrides(args.config), args.config)
-    ns = sorted({int(x) for x in args.events.split(",")})
-    with tempfile.TemporaryDirectory(prefix="recsys-cold-") as work:
-        result = measure(
-            load_dataset(args.data_dir), settings, Path(work), args.holdout, ns, args.seed
-        )
+    try:
+        ns = sorted({int(x) for x in args.events.split(",")})
+        seeds = [int(x) for x in args.seed.split(",")]
+    except ValueError:
+        print("--events and --seed take comma-separated integers", file=sys.stderr)
+        return 2
+    dataset = load_dataset(args.data_dir)
+    draws: dict[str, Any] = {}
+    answers: dict[int, list[ScoredAnswers]] = {n: [] for n in ns}
+    for seed in seeds:
+        scored: dict[int, ScoredAnswers] = {}
+        with tempfile.TemporaryDirectory(prefix="recsys-cold-") as work:
+            draws[str(seed)] = measure(
+                dataset, settings, Path(work), args.holdout, ns, seed, scored
+            )
+        for n in ns:
+            answers[n].append(scored[n])
+    if len(seeds) == 1:
+        result = draws[str(seeds[0])]
+    else:
+        pooled = {str(n): ScoredAnswers.pooled(answers[n]).summary() for n in ns}
+        result = {"seeds": seeds, "draws": draws, "pooled": pooled}
     result["data"] = str(args.data_dir)
     text = json.dumps(result, indent=2)
     if args.out:

@@ -132,8 +132,9 @@ class SequenceConfig(_Section):
         2_000_000,
         ge=10_000,
         description="Pairs are aggregated for groups of source items of about this many events "
-        "at a time: a bound on the aggregation's memory (each group still scans all events; "
-        "bench/sequence_scale.py measures both).",
+        "at a time: a bound on the aggregation's memory (each group reads only its own events' "
+        "pairs, so time does not grow with the number of groups; bench/sequence_scale.py "
+        "measures both).",
     )
 
 
@@ -181,6 +182,24 @@ class RankerConfig(_Section):
     )
     label_window_frac: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of events after the cut."
+    )
+    cold_start_users: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Share of the label users left out of the stage 1 the ranker learns from and asked "
+            "as users that build never saw, after each of their first cold_start_events "
+            "events: cold-like requests, so that the ranker learns from the states the API "
+            "makes for new users (issue 14). 0: warm requests only. 0.3 helps cold users "
+            "more but turns warm answers towards popular items (docs/BENCHMARKS.md)."
+        ),
+    )
+    cold_start_max_users: int = Field(
+        2000, ge=0, description="At most this many users left out for cold-like requests."
+    )
+    cold_start_events: int = Field(
+        5, ge=1, le=50, description="Cold-like requests after 1, 2, ... this many events."
     )
     min_label_users: int = Field(
         1000, ge=1, description="auto picks temporal from this many users."

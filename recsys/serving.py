@@ -99,26 +99,60 @@ def apply_events(state: UserState, events: Sequence[WatchEvent], model: ServingM
 
 
 def cold_start_state(model: ServingModel, events: Sequence[WatchEvent]) -> UserState | None:
-    """A state for a user the build never saw, from the events they posted: an ALS vector
-    folded in from those events (``FoldIn``), and candidates from the build's own sources and
-    merge, the item-to-item and sequential sources anchored on those events, so that the ranker
-    reads every feature as it does for known users. None when no positive event names an item
-    of this build (nothing to start from: the answer is popular items).
+    """A state for a user the build never saw, from the events they posted (``cold_state``).
+    None when no positive event names an item of this build (nothing to start from: the answer
+    is popular items)."""
+    items = model.items
+    return cold_state(
+        ColdStartModel(items, model.fold_in, model.sources, model.candidates, model.history_len),
+        event_items(events, model),
+        np.array([e.timestamp for e in events], dtype=np.int64),
+        np.array([items.device_code(e.device) for e in events], dtype=np.uint8),
+        np.array([np.nan if e.completion is None else e.completion for e in events], np.float32),
+        np.array([e.positive for e in events], dtype=bool),
+    )
+
+
+@dataclass(frozen=True)
+class ColdStartModel:
+    """What answering a user the build never saw needs of a stage 1: the API passes its serving
+    model's parts, the ranker's training set those of the stage 1 it learns from."""
+
+    items: ItemTable
+    fold_in: FoldIn
+    sources: Sequence[ActiveSource]
+    candidates: CandidateConfig
+    history_len: int
+
+
+def cold_state(
+    model: ColdStartModel,
+    item: np.ndarray,
+    ts: np.ndarray,
+    device: np.ndarray,
+    completion: np.ndarray,
+    positive: np.ndarray,
+) -> UserState | None:
+    """A state for a user the build never saw, from their events (arrays, oldest first; ``item``
+    in build indices, -1 for an item the build does not know): an ALS vector folded in from
+    those events (``FoldIn``), and candidates from the build's own sources and merge, the
+    item-to-item and sequential sources anchored on those events, so that the ranker reads
+    every feature as it does for known users. None when no positive event names an item of
+    the build.
 
     Only positive events anchor it (the fold-in, the recent items): a skip or a dislike is not
     taste (issue 15), but every event's item, negative ones included, is kept out of the
-    candidates."""
+    candidates. The API calls it for a cold user's request, and the ranker's training set for
+    cold-like requests (``recsys.ranking.training_set``), so both read the same states."""
     items = model.items
-    idx = event_items(events, model)
-    positive = np.array([e.positive for e in events], dtype=bool)
-    watched = idx[(idx >= 0) & positive]
+    watched = item[(item >= 0) & positive]
     if not len(watched):
         return None
     n_recent = model.candidates.recent_items
     recent = np.full((1, n_recent), -1, dtype=np.int64)
     last = watched[-n_recent:]
     recent[0, n_recent - len(last) :] = last
-    seen = np.unique(idx[idx >= 0]).astype(np.int64)  # keys of row 0: the item indices
+    seen = np.unique(item[item >= 0]).astype(np.int64)  # keys of row 0: the item indices
     factors = model.fold_in.user_vector(items.factors, watched)[None, :]
     batch = UserBatch(np.zeros(1, np.int64), factors, recent, max_seen=len(seen))
     found = candidates_of(batch, model.sources, seen, items.factors, model.candidates)
@@ -133,7 +167,9 @@ def cold_start_state(model: ServingModel, events: Sequence[WatchEvent]) -> UserS
         n_events=0,
     )
     # quantised as a stored state is, since the ranker learnt from stored states
-    return apply_events(as_served(no_history), events, model)
+    return fold_events(
+        as_served(no_history), item, ts, device, completion, model.history_len, positive=positive
+    )
 
 
 def leave_out(ranked: Ranked, items: np.ndarray, k: int) -> Ranked:

@@ -1,6 +1,7 @@
 """Transition and co-visitation tables from time-ordered events (issue 14)."""
 
 import numpy as np
+import pytest
 
 from recsys.candidates.covisitation import CovisitParams, sequence_tables
 
@@ -95,3 +96,58 @@ def test_partitions_and_user_numbering_do_not_change_a_bit() -> None:
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_array_equal(a.sims, b.sims)
     assert (one.transitions.ids >= 0).sum() > 1000
+
+
+def _reference(
+    user: np.ndarray, item: np.ndarray, ts: np.ndarray, p: CovisitParams
+) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], int]]:
+    """The definition, pair by pair in plain Python: (a -> b weights, {a, b} co-visit counts)."""
+    weights: dict[tuple[int, int], float] = {}
+    counts: dict[tuple[int, int], int] = {}
+    as_of = int(ts.max())
+    for u in np.unique(user):
+        rows = np.flatnonzero(user == u)
+        rows = rows[np.argsort(ts[rows], kind="stable")]
+        for k, j in enumerate(rows):
+            for lag, m in enumerate(rows[k + 1 : k + 1 + p.window], start=1):
+                a, b = int(item[j]), int(item[m])
+                if a == b or ts[m] - ts[j] > p.max_gap_s:
+                    continue
+                w = p.position_decay ** (lag - 1) * 0.5 ** (
+                    (as_of - ts[m]) / DAY / p.half_life_days
+                )
+                weights[a, b] = weights.get((a, b), 0.0) + w
+                counts[a, b] = counts.get((a, b), 0) + 1
+                counts[b, a] = counts.get((b, a), 0) + 1
+    return weights, counts
+
+
+def test_tables_follow_the_definition_and_not_the_partitions() -> None:
+    """Every partition count gives the same bits, and those are the definition's pairs: each
+    event paired with the next ``window`` of its user's events within the gap (the partitions
+    read pairs from shared positions; an off-by-one there would drop or add pairs at users'
+    boundaries)."""
+    rng = np.random.default_rng(11)
+    n = 1_500
+    user = rng.integers(0, 60, n)
+    item = rng.integers(0, 40, n)
+    ts = rng.integers(0, 40 * DAY, n)
+    p = params(window=3, max_gap_s=5 * DAY, position_decay=0.6, half_life_days=15.0, neighbours=40)
+    one = sequence_tables(user, item, ts, 40, int(ts.max()), p)
+    for parts in (2, 3, 7, 64):
+        other = sequence_tables(
+            user, item, ts, 40, int(ts.max()), CovisitParams(**(p.__dict__ | {"partitions": parts}))
+        )
+        for a, b in ((one.transitions, other.transitions), (one.covisits, other.covisits)):
+            np.testing.assert_array_equal(a.ids, b.ids)
+            np.testing.assert_array_equal(a.sims, b.sims)
+    weights, counts = _reference(user, item, ts, p)
+    for a in range(40):
+        out = {b: w for (s, b), w in weights.items() if s == a}
+        total = sum(out.values())
+        assert table(one.transitions.ids, one.transitions.sims, a) == pytest.approx(
+            {b: w / total for b, w in out.items()}, rel=1e-4, abs=1e-6
+        )
+        assert table(one.covisits.ids, one.covisits.sims, a) == {
+            b: float(c) for (s, b), c in counts.items() if s == a
+        }

@@ -9,6 +9,7 @@ from scipy import stats as sps
 from recsys.evaluation.stats import (
     bootstrap_ci,
     paired_comparison,
+    ratio_ci,
     sign_flip_p_value,
     wilcoxon_p_value,
 )
@@ -112,3 +113,15 @@ def test_wilcoxon_matches_scipy() -> None:
     d = np.random.default_rng(8).normal(0.1, 1.0, 60)
     assert wilcoxon_p_value(d) == pytest.approx(sps.wilcoxon(d).pvalue)
     assert wilcoxon_p_value(np.zeros(5)) == 1.0
+
+
+def test_ratio_ci_resamples_users_in_pairs() -> None:
+    rng = np.random.default_rng(4)
+    base = rng.random(300)
+    ci = ratio_ci(2.0 * base, base)
+    assert ci.mean == pytest.approx(2.0) and ci.low == pytest.approx(2.0)
+    assert ci.high == pytest.approx(2.0)  # paired: every resample has the same ratio
+    noisy = ratio_ci(2.0 * base + rng.normal(0, 0.3, 300), base)
+    assert noisy.low < noisy.mean < noisy.high and noisy.low < 2.0 < noisy.high
+    with pytest.raises(ValueError):
+        ratio_ci(base, base[:10])

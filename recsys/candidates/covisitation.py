@@ -17,9 +17,16 @@ solutions weigh pairs by time and recency the same way). Two tables come out, ea
 Repeat views (a then a) are not pairs. Weights are summed as integers (units of 2**-20), so
 the tables do not depend on the order polars happens to sum in, nor on how users are numbered:
 floating-point sums would, in their last bits, and features must match bit for bit wherever the
-same events are given. Computed with polars, one partition of source items at a
-time, so the aggregation holds one partition's pairs rather than all pairs at once; every
-partition still scans all events (``bench/sequence_scale.py`` measures time and memory).
+same events are given.
+
+Cost is linear in the events, with memory bounded by a partition. The events are sorted by (user,
+time) once, and their positions grouped by partition of their item (``item % partitions``) in one
+stable pass. A partition then gathers its pairs straight from its positions: position ``p`` pairs
+with ``p + lag`` (and ``p - lag`` for the undirected counts) when both are the same user's events
+within the gap. So each event is read ``2 * window`` times in all, whatever the number of
+partitions, and the polars aggregation holds one partition's pairs. (The first version filtered
+lag-shifted copies of all events once per partition: partitions x events.)
+``bench/sequence_scale.py`` measures time and memory.
 """
 
 from dataclasses import dataclass
@@ -68,9 +75,26 @@ class SequenceTables:
     covisits: ItemNeighbours  # undirected: sims = co-visit count, largest first
 
 
-def _events_frame(
-    user: np.ndarray, item: np.ndarray, ts: np.ndarray, as_of_ts: int, half_life_days: float
-) -> pl.DataFrame:
+@dataclass(frozen=True)
+class _SortedEvents:
+    """Events in (user, time) order as arrays, and their positions grouped by partition."""
+
+    user: np.ndarray  # int32
+    item: np.ndarray  # int32
+    ts: np.ndarray  # int64
+    weight: np.ndarray  # float64, recency weight
+    by_partition: np.ndarray  # positions, partition 0's first, each partition's in time order
+    bounds: np.ndarray  # partition k's positions: by_partition[bounds[k]:bounds[k + 1]]
+
+
+def _sorted_events(
+    user: np.ndarray,
+    item: np.ndarray,
+    ts: np.ndarray,
+    as_of_ts: int,
+    half_life_days: float,
+    partitions: int,
+) -> _SortedEvents:
     """Events in (user, time) order with each one's recency weight. Among equal timestamps the
     input order is kept (stable sort), so ties follow the log's row order."""
     frame = pl.DataFrame(
@@ -81,33 +105,45 @@ def _events_frame(
         }
     ).sort([_U, _T], maintain_order=True)
     age_days = (as_of_ts - pl.col(_T)).clip(lower_bound=0) / 86400.0
-    return frame.with_columns((0.5 ** (age_days / half_life_days)).alias(_W))
+    frame = frame.with_columns((0.5 ** (age_days / half_life_days)).alias(_W))
+    items = frame[_I].to_numpy()
+    part = items % partitions
+    # numpy sorts 16-bit keys stably by radix: one linear pass
+    key = part.astype(np.uint16) if partitions <= 2**16 else part
+    return _SortedEvents(
+        user=frame[_U].to_numpy(),
+        item=items,
+        ts=frame[_T].to_numpy(),
+        weight=frame[_W].to_numpy(),
+        by_partition=np.argsort(key, kind="stable"),
+        bounds=np.r_[0, np.cumsum(np.bincount(part, minlength=partitions))],
+    )
 
 
-def _pairs(events: pl.DataFrame, params: CovisitParams, part: int, forward: bool) -> pl.LazyFrame:
-    """Pairs (src, dst) whose src falls in partition ``part``, dst within ``window`` events of
-    src: after it (``forward``, with the pair's weight) or before it (the other half of the
-    undirected counts)."""
+def _pairs(
+    events: _SortedEvents, params: CovisitParams, positions: np.ndarray, forward: bool
+) -> pl.LazyFrame:
+    """Pairs (src, dst) whose src is the event at one of ``positions``, dst within ``window``
+    events of src: after it (``forward``, with the pair's weight) or before it (the other half
+    of the undirected counts)."""
     frames = []
+    n = len(events.item)
     for lag in range(1, params.window + 1):
-        step = -lag if forward else lag
-        other_u, other_i, other_t = (pl.col(c).shift(step) for c in (_U, _I, _T))
-        gap = other_t - pl.col(_T) if forward else pl.col(_T) - other_t
-        columns = [pl.col(_I).alias(_SRC), other_i.alias(_DST)]
-        if forward:
-            weight = pl.col(_W).shift(step) * (params.position_decay ** (lag - 1) * _UNIT)
-            columns.append(weight.round().cast(pl.Int64).alias(_W))
-        ok = (other_u == pl.col(_U)) & (gap <= params.max_gap_s)
-        frames.append(
-            events.lazy()
-            .select(*columns, ok.alias("ok"))
-            .filter(
-                pl.col("ok")
-                & (pl.col(_SRC) != pl.col(_DST))
-                & (pl.col(_SRC) % params.partitions == part)
-            )
-            .drop("ok")
+        src = positions[positions < n - lag] if forward else positions[positions >= lag]
+        dst = src + lag if forward else src - lag
+        gap = events.ts[dst] - events.ts[src] if forward else events.ts[src] - events.ts[dst]
+        ok = (
+            (events.user[dst] == events.user[src])
+            & (gap <= params.max_gap_s)
+            & (events.item[dst] != events.item[src])
         )
+        src, dst = src[ok], dst[ok]
+        frame = pl.DataFrame({_SRC: events.item[src], _DST: events.item[dst]})
+        if forward:
+            scale = params.position_decay ** (lag - 1) * _UNIT
+            weight = pl.Series(_W, events.weight[dst]) * scale
+            frame = frame.with_columns(weight.round().cast(pl.Int64))
+        frames.append(frame.lazy())
     return pl.concat(frames)
 
 
@@ -143,10 +179,11 @@ def sequence_tables(
     params: CovisitParams,
 ) -> SequenceTables:
     """Both tables from events given as parallel arrays (dense user and item indices)."""
-    events = _events_frame(user, item, ts, as_of_ts, params.half_life_days)
+    events = _sorted_events(user, item, ts, as_of_ts, params.half_life_days, params.partitions)
     directed, undirected = [], []
     for part in range(params.partitions):
-        forward = _pairs(events, params, part, forward=True)
+        positions = events.by_partition[events.bounds[part] : events.bounds[part + 1]]
+        forward = _pairs(events, params, positions, forward=True)
         probabilities = (
             forward.group_by(_SRC, _DST)
             .agg(pl.col(_W).sum())
@@ -155,7 +192,7 @@ def sequence_tables(
             .select(_SRC, _DST, pl.col(_VAL).cast(pl.Float32))
         )
         directed.append(_top_n(probabilities, params.neighbours))
-        both = pl.concat([forward.drop(_W), _pairs(events, params, part, forward=False)])
+        both = pl.concat([forward.drop(_W), _pairs(events, params, positions, forward=False)])
         counts = both.group_by(_SRC, _DST).agg(pl.len().cast(pl.Float32).alias(_VAL))
         undirected.append(_top_n(counts, params.neighbours))
     n = params.neighbours

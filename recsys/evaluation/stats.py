@@ -91,6 +91,30 @@ def bootstrap_ci(
     return Interval(float(np.mean([s.mean() for s in clean])), float(low), float(high))
 
 
+def ratio_ci(
+    numerator: npt.ArrayLike,
+    denominator: npt.ArrayLike,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
+    """Percentile bootstrap interval of mean(numerator) / mean(denominator), the two measured
+    on the same users (resampled together, so the pairing is kept). The cold-start target
+    ("NDCG@10 at least twice popularity", issue 14) is such a ratio."""
+    _check(resamples, level)
+    num = np.asarray(numerator, dtype=np.float64).ravel()
+    den = np.asarray(denominator, dtype=np.float64).ravel()
+    if num.size != den.size or num.size == 0:
+        raise ValueError(f"need paired, non-empty values, got {num.size} and {den.size}")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, num.size, size=(resamples, num.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = num[draws].mean(axis=1) / den[draws].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(dist, [tail, 1.0 - tail])
+    return Interval(float(num.mean() / den.mean()), float(low), float(high))
+
+
 @dataclass(frozen=True)
 class PairedResult:
     """Challenger minus champion on the same users."""

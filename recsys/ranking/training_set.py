@@ -6,6 +6,11 @@ the time and on the device of their first label event; with last-event labels ea
 is one request, asked after the user's earlier label events (folded in as the API folds in
 posted events). Requests whose candidates contain no label item teach LambdaRank nothing and
 are dropped.
+
+Cold-like requests join them: a share of users is left out of that stage 1 and asked after each
+of their first few events, with the state the API makes for a user its build never saw
+(``hold_out_cold_users``, ``cold_like_requests``; issue 14). Without them the ranker had seen
+only users with long histories and fitted ALS vectors.
 """
 
 from collections.abc import Iterator
@@ -16,13 +21,15 @@ import polars as pl
 
 from recsys.candidates.model import CandidateModel, fit_candidate_model
 from recsys.columns import Columns
-from recsys.config import Settings
+from recsys.config import RankerConfig, Settings
 from recsys.events_index import IndexedEvents, index_events
 from recsys.features import RequestContext, build_features
+from recsys.feedback import positives
 from recsys.ids import IdIndex
 from recsys.progress import StageTimer
 from recsys.ranking.labels import LabelSplit
 from recsys.ranking.ranker import TrainingSet
+from recsys.serving import ColdStartModel, cold_state
 from recsys.store.codec import as_served
 from recsys.user_state import UserState, fold_events
 
@@ -190,22 +197,23 @@ def request_states(
 
 
 def build_training_set(
-    requests: LabelRequests, model: CandidateModel, settings: Settings
+    requests: LabelRequests,
+    model: CandidateModel,
+    settings: Settings,
+    cold: IndexedEvents | None = None,
 ) -> TrainingSet:
+    """Features and relevance of the labelled requests, and of the cold-like requests of the
+    ``cold`` users' events (``cold_like_requests``; users ``model`` never saw)."""
     rng = np.random.default_rng(settings.ranker.seed)
     n_neg = settings.ranker.negatives_per_request
     features: list[np.ndarray] = []
     relevance: list[np.ndarray] = []
     sizes: list[int] = []
-    for states, contexts, groups in request_states(requests, model, settings):
-        # only requests with a label among their candidates teach anything: features for those
-        # alone, FEATURE_CHUNK requests at a time (a request's rows are the same in any batch),
-        # so memory stays bounded with several requests per user
-        labelled = []
-        for state, ctx, g in zip(states, contexts, groups, strict=True):
-            rel = candidate_relevance(state.cand_item, *requests.labels_of(g))
-            if (rel > 0).any():  # a request with only negative labels has nothing to rank above
-                labelled.append((state, ctx, rel))
+
+    def add(labelled: list[tuple[UserState, RequestContext, np.ndarray]]) -> None:
+        """Rows of requests with a label among their candidates (the only ones that teach
+        anything), FEATURE_CHUNK requests at a time (a request's rows are the same in any
+        batch), so memory stays bounded with several requests per user."""
         for at in range(0, len(labelled), FEATURE_CHUNK):
             chunk = labelled[at : at + FEATURE_CHUNK]
             x = build_features([c[0] for c in chunk], [c[1] for c in chunk], model.items)
@@ -217,6 +225,16 @@ def build_training_set(
                 relevance.append(np.maximum(rel[keep], 0))
                 sizes.append(len(keep))
                 start += n
+
+    for states, contexts, groups in request_states(requests, model, settings):
+        labelled = []
+        for state, ctx, g in zip(states, contexts, groups, strict=True):
+            rel = candidate_relevance(state.cand_item, *requests.labels_of(g))
+            if (rel > 0).any():  # a request with only negative labels has nothing to rank above
+                labelled.append((state, ctx, rel))
+        add(labelled)
+    if cold is not None:
+        add(list(cold_like_requests(cold, model, settings)))
     if not sizes:
         return TrainingSet(
             np.empty((0, 0), np.float32), np.empty(0, np.int32), np.empty(0, np.int64)
@@ -263,13 +281,21 @@ def training_data(
     """Stage 1 fitted on the history side of ``split`` only, then the labelled requests.
 
     Users are indexed from the history alone: a stage 1 that knew who arrives after the cut
-    would already be reading the future (even ALS's random initialisation would change)."""
+    would already be reading the future (even ALS's random initialisation would change). A
+    share of users is left out of that stage 1 altogether, for cold-like requests
+    (``hold_out_cold_users``)."""
+    cfg = settings.ranker
+    split, cold = hold_out_cold_users(split, cfg)
     with timer.stage("stage 1 on history"):
         window = fit_on_history(split, catalogue, item_ids, devices, settings)
     with timer.stage("training set"):
-        cfg = settings.ranker
         requests = labelled_requests(window, devices, cfg.max_train_groups, cfg.seed)
-        training = build_training_set(requests, window.candidate_model, settings)
+        cold_events = None
+        if cold.height:
+            cold_events = index_events(
+                cold, IdIndex.from_values(cold[Columns.user]), item_ids, devices
+            )
+        training = build_training_set(requests, window.candidate_model, settings, cold_events)
     return requests, training, window
 
 
@@ -296,3 +322,75 @@ def labelled_requests(
     if window.labels.mode == "last-event":
         return next_event_requests(labels, max_requests, seed)
     return label_requests(labels, max_requests, seed)
+
+
+def hold_out_cold_users(split: LabelSplit, cfg: RankerConfig) -> tuple[LabelSplit, pl.DataFrame]:
+    """(``split`` without a seeded share of its label users, those users' events).
+
+    The ranker's warm requests come from users whose whole history stage 1 learnt from: their
+    ALS vectors are fitted, their candidates come from long histories, ``user_events_log`` is
+    large. A user the build never saw is asked after a few posted events, with a folded-in
+    vector and candidates anchored on those events alone (``recsys.serving.cold_state``):
+    feature values no warm request has. The users left out here are not in the training
+    window's stage 1 at all (had it learnt from their events, their own next items would be in
+    its factors and transition tables), so their requests are cold as the API's are."""
+    n_label_users = split.labels[Columns.user].n_unique()
+    n = min(round(cfg.cold_start_users * n_label_users), cfg.cold_start_max_users)
+    events = pl.concat([split.history, split.labels], how="vertical_relaxed")
+    if n < 1:
+        return split, events.clear()
+    positive = positives(events).group_by(Columns.user).len()
+    label_users = split.labels[Columns.user].unique().implode()
+    # drawn in the order of the ids' text, so the same users whether ids are numbers or strings
+    eligible = (
+        positive.filter((pl.col("len") >= 2) & pl.col(Columns.user).is_in(label_users))
+        .sort(pl.col(Columns.user).cast(pl.String))
+        .get_column(Columns.user)
+    )
+    if len(eligible) <= n:  # too few users to spare any: warm requests only
+        return split, events.clear()
+    rng = np.random.default_rng(cfg.seed)
+    chosen = eligible.gather(np.sort(rng.permutation(len(eligible))[:n])).implode()
+    held = pl.col(Columns.user).is_in(chosen)
+    warm = LabelSplit(
+        split.history.filter(~held), split.labels.filter(~held), split.mode, split.cut_ts
+    )
+    return warm, events.filter(held)
+
+
+def cold_like_requests(
+    events: IndexedEvents, model: CandidateModel, settings: Settings
+) -> Iterator[tuple[UserState, RequestContext, np.ndarray]]:
+    """(state, context, candidate relevance) of each cold-like request with its label among
+    the candidates: for every user of ``events`` (users ``model`` never saw) and k = 1, 2, ...
+    ``cold_start_events``, the request asked at the time and on the device of the user's
+    (k + 1)-th positive event, after every event before it, that event the only label. The
+    state is what the API makes for an unknown user from those events
+    (``recsys.serving.cold_state``). Among equal timestamps the log's row order is kept."""
+    cold_model = ColdStartModel(
+        model.items,
+        model.fold_in,
+        model.sources,
+        settings.candidates,
+        settings.candidates.history_len,
+    )
+    order = np.lexsort((np.arange(len(events.user)), events.ts, events.user))
+    user, item, ts = events.user[order], events.item[order], events.ts[order]
+    device, completion = events.device[order], events.completion[order]
+    positive = events.positive[order]
+    grade = label_grades(events)[order]
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    ends = np.r_[starts[1:], len(user)]
+    for s, e in zip(starts, ends, strict=True):
+        asked = s + np.flatnonzero(positive[s:e])[1 : settings.ranker.cold_start_events + 1]
+        for j in asked:
+            if item[j] < 0:
+                continue
+            state = cold_state(
+                cold_model, item[s:j], ts[s:j], device[s:j], completion[s:j], positive[s:j]
+            )
+            if state is None:
+                continue
+            rel = candidate_relevance(state.cand_item, item[j : j + 1], grade[j : j + 1])
+            if (rel > 0).any():
+                yield state, RequestContext(ts=int(ts[j]), device=int(device[j])), rel
