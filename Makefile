@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast check contract format bench report loadtest chaos screenshots peers clean
+.PHONY: demo test test-fast check contract format bench bench-scale report loadtest chaos screenshots peers clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -15,15 +15,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The tests also start Ray nodes (the `scale` extra); `make demo` needs only the base install.
+SCALE_STAMP := $(VENV)/.scale-stamp
+$(SCALE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
+	@touch $(SCALE_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/recsys demo --out demo-output
 
 # Test files run in 2 processes (pytest-xdist): most tests wait on servers, not on the CPU,
 # and a file's module fixtures (a build) stay in one process.
-test: $(STAMP)
+test: $(SCALE_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-test-fast: $(STAMP)
+test-fast: $(SCALE_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m 'not slow'
 
 check: $(STAMP)
@@ -50,6 +56,26 @@ bench: $(STAMP)
 	$(BIN)/recsys data synth bench-output/data/synth-default
 	$(BIN)/python bench/ranking_cost.py bench-output/data/synth-default
 	$(BIN)/python bench/render.py
+
+# Beyond one machine (docs/SCALE.md): builds of 20k, 50k and 1M users with the per-user stage
+# in one process, and of 1M users on 2 Ray workers; ALS fit time and memory against events; what
+# sampling the ranker's training requests costs; the load test on 2 API replicas over a Redis
+# Cluster; then the "Sharded build" section of docs/BENCHMARKS.md and the plan's tables. About
+# 1 hour here (the 1M-user synthetic log takes ~25 min more the first time). Short runs (repeat
+# 3 x 30 s for the load test), as the published figures were taken on a shared machine; hence
+# also OMP_WAIT_POLICY=PASSIVE.
+bench-scale: $(SCALE_STAMP)
+	for w in 2 0; do OMP_WAIT_POLICY=PASSIVE \
+		$(BIN)/python bench/sharded_build.py --size large --workers $$w || exit 1; done
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/cluster_loadtest.py -- --users-rate 150 \
+		--duration 30s --repeat 3 --max-p99-ms 30
+	for size in small m50; do OMP_WAIT_POLICY=PASSIVE \
+		$(BIN)/python bench/sharded_build.py --size $$size --workers 0 || exit 1; done
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/als_scale.py --events 5e6,10e6,20e6
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/ranker_sampling.py bench-output/data/synth-medium \
+		--groups 2500,5000,10000,20000 --test 5000 --pool 40000
+	$(BIN)/python bench/render.py --only sharded
+	$(BIN)/python bench/scale_plan.py
 
 # Evaluation reports in docs/reports/: ml-latest-small (from ../shared/data, converted into a temp
 # dir) and the default synthetic log, leave-last-out and walk-forward; ~2 minutes.

@@ -18,13 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from api.arms import Arms
 from api.deps import API_KEY_HEADER, require_api_key
@@ -39,6 +36,7 @@ from api.ui.dashboard import Dashboard, NotFoundError, UnavailableError
 from api.ui.live import LiveTraffic
 from recsys.config import ServeConfig, Settings, get_settings
 from recsys.experiment import TrafficSplit
+from recsys.store.connect import AsyncStore, async_client_for, read_slot_map
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -56,22 +54,12 @@ LOG_POOL_SIZE = 2
 
 def redis_client(
     url: str, cfg: ServeConfig, timeout_ms: float, pool_size: int | None = None
-) -> aioredis.Redis:
-    """A Redis client with a bounded pool, one timeout for everything, and no retries.
-
-    A retry would spend the deadline on a Redis that just failed; the request falls back
-    instead and the next one reconnects, so the API recovers by itself when Redis returns.
-    """
-    timeout_s = timeout_ms / 1000
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=pool_size or cfg.redis_pool_size,
-        timeout=timeout_s,  # waiting for a free connection counts against the same budget
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
+) -> AsyncStore:
+    """A Redis (or Redis Cluster) client with bounded pools, one timeout for everything, and no
+    retries: ``recsys.store.connect.async_client_for`` says why."""
+    return async_client_for(
+        url, timeout_s=timeout_ms / 1000, max_connections=pool_size or cfg.redis_pool_size
     )
-    return aioredis.Redis.from_pool(pool)
 
 
 def validation_error_response(exc: RequestValidationError) -> Response:
@@ -123,6 +111,8 @@ def _lifespan(
         client = redis_client(redis_url, cfg, cfg.redis_timeout_ms)
         event_client = redis_client(redis_url, cfg, cfg.event_timeout_ms)
         log_client = redis_client(redis_url, cfg, settings.log.write_timeout_ms, LOG_POOL_SIZE)
+        for each in (client, event_client, log_client):
+            await read_slot_map(each, cfg.event_timeout_ms / 1000)
         keys = Keys(settings.key_prefix)
         split = TrafficSplit.of(cfg.ab, cfg.ab_salt)
         arms = Arms(artifacts, split, metrics, serving_ttl_s(cfg.build_poll_s))

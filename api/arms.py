@@ -14,13 +14,12 @@ the line that made it, so online metrics never credit one build with another's a
 import asyncio
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from api.model_holder import ModelHolder, SwapListener
 from api.prometheus import PrometheusMetrics
 from api.service import REDIS_ERRORS
 from recsys.experiment import DEFAULT_BUILD_NAME, TrafficSplit
 from recsys.serving import ServingModel
+from recsys.store.connect import AsyncStore
 from recsys.store.keys import Keys
 
 
@@ -70,13 +69,13 @@ class Arms:
         ]
         return "; ".join(lines) or None
 
-    async def refresh(self, client: aioredis.Redis, keys: Keys) -> None:
+    async def refresh(self, client: AsyncStore, keys: Keys) -> None:
         """Every line once: the champion first, so the others can share its copy."""
         for holder in self.holders.values():
             await holder.refresh(client, keys)
 
     async def watch(
-        self, client: aioredis.Redis, keys: Keys, every_s: float, stop: asyncio.Event
+        self, client: AsyncStore, keys: Keys, every_s: float, stop: asyncio.Event
     ) -> None:
         """Poll every line until ``stop`` is set (see ``ModelHolder.watch``)."""
         while not stop.is_set():

@@ -19,11 +19,10 @@ import time
 from collections import deque
 from itertools import islice
 
-import redis.asyncio as aioredis
-
 from api.prometheus import PrometheusMetrics
 from api.service import REDIS_ERRORS, Answer
 from recsys.config import FeedbackLogConfig
+from recsys.store.connect import AsyncStore, refresh_slot_map, stop_slot_map
 from recsys.store.feedback_log import Impression, now_ms, queue_impressions
 from recsys.store.keys import Keys
 
@@ -54,7 +53,7 @@ def impression_of(
 class ImpressionLog:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncStore,
         keys: Keys,
         cfg: FeedbackLogConfig,
         metrics: PrometheusMetrics,
@@ -87,6 +86,7 @@ class ImpressionLog:
                 await asyncio.wait_for(stop.wait(), timeout=every_s)
             await self.flush()
         await self.flush()
+        stop_slot_map(self.client)
 
     async def flush(self) -> None:
         """Write everything queued so far, in batches of at most ``MAX_BATCH``."""
@@ -106,6 +106,7 @@ class ImpressionLog:
                     await pipe.execute()
         except REDIS_ERRORS as e:
             self.metrics.count_impressions("failed", len(batch))
+            refresh_slot_map(self.client)  # on a cluster: find a promoted replica (no-op otherwise)
             log.debug("impression log: %d lost: %s", len(batch), e)
             return
         self.metrics.count_impressions("logged", len(batch))

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
-import redis.asyncio as aioredis
 from lightgbm.basic import LightGBMError
 
 from api.service import REDIS_ERRORS
@@ -31,6 +30,7 @@ from recsys.experiment import DEFAULT_BUILD_NAME
 from recsys.features import FEATURE_NAMES
 from recsys.serving import ServingModel
 from recsys.store.builds import HOST, forget_serving, record_serving
+from recsys.store.connect import AsyncStore
 from recsys.store.keys import Keys
 from recsys.store.user_store import current_build_async
 from recsys.versions import is_build_version
@@ -105,19 +105,19 @@ class ModelHolder:
         """The builds this worker needs the keys of: the one it serves, the one it loads."""
         return {v for v in (self.model.version if self.model else None, self._loading) if v}
 
-    async def report_serving(self, client: aioredis.Redis, keys: Keys) -> None:
+    async def report_serving(self, client: AsyncStore, keys: Keys) -> None:
         """Record the builds this worker holds (raises one of REDIS_ERRORS on failure)."""
         held = self.held_versions
         await record_serving(client, keys, self.worker, held, self._reported, self.serving_ttl_s)
         self._reported = held
 
-    async def forget_serving(self, client: aioredis.Redis, keys: Keys) -> None:
+    async def forget_serving(self, client: AsyncStore, keys: Keys) -> None:
         """At shutdown: this worker holds nothing any more (best effort, a second at most)."""
         with contextlib.suppress(*REDIS_ERRORS):
             async with asyncio.timeout(1.0):
                 await forget_serving(client, keys, self.worker, self._reported)
 
-    async def refresh(self, client: aioredis.Redis, keys: Keys) -> None:
+    async def refresh(self, client: AsyncStore, keys: Keys) -> None:
         """Load the build the line's Redis pointer names, if it is not the one we hold.
 
         Redis errors propagate (the caller decides how to report them); a build that cannot be
@@ -166,7 +166,7 @@ class ModelHolder:
         log.info("%s: serving build %s (was %s)", self.name, version, old)
 
     async def watch(
-        self, client: aioredis.Redis, keys: Keys, every_s: float, stop: asyncio.Event
+        self, client: AsyncStore, keys: Keys, every_s: float, stop: asyncio.Event
     ) -> None:
         """Poll for new builds until ``stop`` is set; Redis being down only delays the next look.
 
@@ -185,7 +185,7 @@ class ModelHolder:
 
     async def keep_reporting(
         self,
-        client: aioredis.Redis,
+        client: AsyncStore,
         keys: Keys,
         every_s: float,
         stop: asyncio.Event,

@@ -82,6 +82,17 @@ class RedisStats:
     evicted_keys: int
 
     @classmethod
+    def summed(cls, parts: list["RedisStats"]) -> "RedisStats":
+        """A Redis Cluster's figures: the sum of its masters'."""
+        return cls(
+            used_memory_bytes=sum(p.used_memory_bytes for p in parts),
+            maxmemory_bytes=sum(p.maxmemory_bytes for p in parts),
+            keys=sum(p.keys for p in parts),
+            expiring_keys=sum(p.expiring_keys for p in parts),
+            evicted_keys=sum(p.evicted_keys for p in parts),
+        )
+
+    @classmethod
     def from_info(cls, info: dict[str, Any], db: int) -> "RedisStats":
         space = info.get(f"db{db}") or {}
         return cls(

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     BusyLoadingError,
+    RedisClusterException,
     RedisError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -55,6 +56,7 @@ from recsys.serving import (
     stage1_order,
 )
 from recsys.store.codec import decode_user_state
+from recsys.store.connect import AsyncStore, refresh_slot_map, stop_slot_map
 from recsys.store.drift_counts import DRIFT_TTL_S, add_live_counts
 from recsys.store.events import WatchEvent
 from recsys.store.feedback_log import LoggedEvent, log_event_async, now_ms
@@ -65,9 +67,10 @@ from recsys.user_state import UserState
 # Kept free at the end of the deadline for building and sending the response (~0.2 ms for 500
 # items with orjson; the rest is slack for a busy event loop).
 SERIALISE_RESERVE_S = 0.003
-# What Redis failures look like from redis-py's asyncio client: its own errors, our
-# asyncio timeouts, and socket errors raised while (re)connecting.
-REDIS_ERRORS = (RedisError, TimeoutError, OSError)
+# What Redis failures look like from redis-py's asyncio clients: their own errors, our
+# asyncio timeouts, socket errors raised while (re)connecting, and the cluster client's errors
+# that are not RedisErrors (e.g. a slot no live master covers while the slot map is re-read).
+REDIS_ERRORS = (RedisError, RedisClusterException, TimeoutError, OSError)
 # An event write meets these while Redis restarts (refused or dropped connections, the data
 # still loading): worth another try within the write's budget. A timeout is not: the budget
 # is spent; nor a refused password (a ConnectionError to redis-py): no try will fix it.
@@ -93,8 +96,8 @@ class Answer:
 class RecommendationService:
     def __init__(
         self,
-        client: aioredis.Redis,
-        event_client: aioredis.Redis,
+        client: AsyncStore,
+        event_client: AsyncStore,
         keys: Keys,
         cfg: ServeConfig,
         metrics: PrometheusMetrics,
@@ -188,17 +191,23 @@ class RecommendationService:
         cfg, log = self.cfg, self.log_cfg
         logged = LoggedEvent(user_id, event, now_ms()) if log.enabled else None
         pause_s = WRITE_RETRY_FIRST_S
+        appended = False
         async with asyncio.timeout(self.event_timeout_s):
             while True:
                 try:
-                    await append_event_async(
-                        self.event_client,
-                        self.keys,
-                        user_id,
-                        event,
-                        cfg.max_events_per_user,
-                        cfg.events_ttl_s,
-                    )
+                    if not appended:
+                        await append_event_async(
+                            self.event_client,
+                            self.keys,
+                            user_id,
+                            event,
+                            cfg.max_events_per_user,
+                            cfg.events_ttl_s,
+                        )
+                        # a retry for the log alone must not push the event again: on a
+                        # cluster the log's shard can be down (failover) while the list's
+                        # master is up, and each retry added a copy (issue 11)
+                        appended = True
                     if logged is not None:
                         await log_event_async(
                             self.event_client, self.keys, log.shards, log.max_events, logged
@@ -207,6 +216,8 @@ class RecommendationService:
                 except PERMANENT_WRITE_ERRORS:
                     raise
                 except RETRYABLE_WRITE_ERRORS:
+                    # on a cluster: find the replica promoted in a dead master's place
+                    refresh_slot_map(self.event_client)
                     await asyncio.sleep(pause_s)
                     pause_s = min(pause_s * 2, WRITE_RETRY_MAX_S)
 
@@ -218,13 +229,13 @@ class RecommendationService:
                 if ready_key is None:
                     await self.client.ping()
                     return None
-                async with self.client.pipeline(transaction=False) as pipe:
-                    pipe.ping()
-                    pipe.exists(ready_key)
-                    _, present = await pipe.execute()
+                # two round trips, not a pipeline: a cluster pipeline refuses PING (it has no
+                # key, so no slot)
+                await self.client.ping()
+                present = await self.client.exists(ready_key)
         except TimeoutError:
             return f"redis: no answer within {self.cfg.redis_timeout_ms:g} ms"
-        except (RedisError, OSError) as e:
+        except (RedisError, RedisClusterException, OSError) as e:
             return f"redis: {e}"
         if not present:
             return f"the served build's keys are gone from redis ({ready_key} is missing)"
@@ -233,13 +244,20 @@ class RecommendationService:
     async def read_redis_stats(self) -> None:
         """Redis memory and key counts into the metrics; off the request path (a background
         task), on the event pool whose timeout is the longer one."""
+        client = self.event_client
         async with asyncio.timeout(self.event_timeout_s):
-            async with self.event_client.pipeline(transaction=False) as pipe:
+            if isinstance(client, AsyncRedisCluster):  # every master's share, summed
+                infos = [await client.info(target_nodes=n) for n in client.get_primaries()]
+                self.metrics.redis_read(
+                    RedisStats.summed([RedisStats.from_info(i, 0) for i in infos])
+                )
+                return
+            async with client.pipeline(transaction=False) as pipe:
                 pipe.info("memory")
                 pipe.info("keyspace")
                 pipe.info("stats")
                 memory, keyspace, stats = await pipe.execute()
-        db = int(self.event_client.connection_pool.connection_kwargs.get("db", 0))
+        db = int(client.connection_pool.connection_kwargs.get("db", 0))
         self.metrics.redis_read(RedisStats.from_info({**memory, **keyspace, **stats}, db))
 
     def _drift_sampler(self, model: ServingModel) -> LiveDriftSampler | None:
@@ -273,6 +291,8 @@ class RecommendationService:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        stop_slot_map(self.client)
+        stop_slot_map(self.event_client)
 
     async def _read_user(
         self, build_version: str, user_id: str, observed: bool = True
@@ -288,6 +308,7 @@ class RecommendationService:
                     self.client, self.keys, build_version, user_id, self.cfg.max_events_per_user
                 )
         except REDIS_ERRORS:
+            refresh_slot_map(self.client)  # on a cluster: find a promoted replica (no-op otherwise)
             return None
         finally:
             if observed:

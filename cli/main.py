@@ -99,7 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="run the offline job")
     b.add_argument("data_dir", type=Path)
     b.add_argument("--artifacts", type=Path, required=True)
-    b.add_argument("--redis-url")
+    b.add_argument("--redis-url", help="redis://HOST:PORT, or redis+cluster://HOST:PORT (any node)")
+    b.add_argument(
+        "--ray-address",
+        help="auto or HOST:PORT: run the per-user stage as Ray tasks (pip install 'recsys[scale]')",
+    )
     b.add_argument("--config", type=Path, help=CONFIG_HELP)
     b.add_argument(
         "--name",
@@ -123,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = ab.add_parser("promote", help="make a build line's newest build the champion")
     ap.add_argument("name", type=_build_name)
     ap.add_argument("--artifacts", type=Path, help="artifacts whose local Redis serves builds")
-    ap.add_argument("--redis-url")
+    ap.add_argument("--redis-url", help="redis://HOST:PORT, or redis+cluster://HOST:PORT")
 
     ev = sub.add_parser("events", help="the API's events").add_subparsers(
         dest="events_command", required=True
@@ -138,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--artifacts", type=Path, help="artifacts whose local Redis holds the log")
     _add_period(ex)
-    ex.add_argument("--redis-url")
+    ex.add_argument("--redis-url", help="redis://HOST:PORT, or redis+cluster://HOST:PORT")
 
     g = sub.add_parser(
         "gc", help="remove what killed builds left, and builds no serving worker needs"
@@ -227,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
             settings = with_overrides(settings, read_overrides(args.config), args.config)
         if getattr(args, "redis_url", None):  # the command line has the last word
             settings = settings.model_copy(update={"redis_url": args.redis_url})
+        if getattr(args, "ray_address", None):  # validated like any setting
+            ray_cfg = type(settings.ray).model_validate(
+                settings.ray.model_dump() | {"address": args.ray_address}
+            )
+            settings = settings.model_copy(update={"ray": ray_cfg})
         if args.command in TOOL_KEY_PREFIXES:
             settings = _tool_settings(settings, args.redis_url, TOOL_KEY_PREFIXES[args.command])
         if args.command == "serve":

@@ -36,8 +36,9 @@ def add_loadtest_arguments(p: argparse.ArgumentParser) -> None:
     target = p.add_mutually_exclusive_group()
     target.add_argument(
         "--host",
-        help="a running API (needs --data); default: start our own. Its POST /events are real "
-        "writes to that API's Redis (the data's users): aim it at a staging copy",
+        help="a running API (needs --data), or replicas of it as URL,URL (clients are dealt "
+        "round-robin); default: start our own. Its POST /events are real writes to that API's "
+        "Redis (the data's users): aim it at a staging copy",
     )
     p.add_argument(
         "--data", type=Path, help="dataset the traffic is drawn from (and built, without --host)"

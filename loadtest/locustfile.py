@@ -26,7 +26,7 @@ import orjson
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from loadtest.traffic import PLAN_ENV, TrafficMix, TrafficPlan
+from loadtest.traffic import HOSTS_ENV, PLAN_ENV, TrafficMix, TrafficPlan
 
 WAIT_ENV = "RECSYS_LOADTEST_MEAN_WAIT_S"
 OUTCOMES_ENV = "RECSYS_LOADTEST_OUTCOMES"
@@ -63,8 +63,11 @@ class RecsysUser(FastHttpUser):
     _count = 0
 
     def __init__(self, environment: Environment) -> None:
-        super().__init__(environment)
         RecsysUser._count += 1
+        replicas = [h for h in os.environ.get(HOSTS_ENV, "").split(",") if h]
+        if replicas:  # several API replicas: clients dealt round-robin, each keeps to one
+            self.host = replicas[RecsysUser._count % len(replicas)]
+        super().__init__(environment)
         seed = os.environ.get(SEED_ENV)
         self.rng = random.Random(None if seed is None else f"{seed}-{RecsysUser._count}")
         self.mix = TrafficMix(plan(), self.rng)

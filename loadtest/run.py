@@ -4,7 +4,9 @@ Without ``--host`` the command brings up everything itself: a dataset (``--data`
 synthetic one), a build in ``--artifacts`` (reused when that directory already holds one, so
 repeated runs measure the same build), a local Redis, and ``recsys serve`` as a subprocess with
 ``--workers`` processes on a free port. With ``--host`` it only sends traffic, drawn from
-``--data``, to a running API.
+``--data``, to a running API; ``--host URL,URL`` spreads the clients over several replicas of it
+(each client keeps to one, as behind a load balancer with sticky connections), and the server
+figures from ``/metrics`` are summed over them.
 
 Locust runs headless in its own process (``loadtest/locustfile.py``). Its clients wait an
 exponential time between requests, so ``users = rate x mean wait`` clients offer about ``rate``
@@ -35,7 +37,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.prometheus import MULTIPROC_ENV, REQUEST_METRIC, STAGE_METRIC, SWAPS_METRIC
@@ -51,7 +52,7 @@ from loadtest.results import (
     summarise,
     verdict,
 )
-from loadtest.traffic import PLAN_ENV, TrafficPlan
+from loadtest.traffic import HOSTS_ENV, PLAN_ENV, TrafficPlan
 from offline.data import synth
 from recsys.artifacts import REDIS_DIR
 from recsys.config import Settings
@@ -60,7 +61,7 @@ from recsys.errors import RecsysError
 from recsys.experiment import DEFAULT_BUILD_NAME, check_split
 from recsys.net import free_port
 from recsys.pipeline import run_build
-from recsys.store.connect import open_redis
+from recsys.store.connect import SyncStore, open_redis
 from recsys.store.keys import Keys
 from recsys.store.user_store import current_build, unlink_matching
 
@@ -86,7 +87,7 @@ class LoadtestOptions:
 
     rates: list[float]  # offered req/s, one step each (one: a pass/fail run)
     duration_s: float
-    host: str | None  # a running API; None: start our own
+    host: str | None  # a running API (comma-separated: replicas); None: start our own
     data: Path | None  # the dataset (required with host); None: synthetic
     artifacts: Path | None  # where to build (or reuse a build); None: a temp dir
     out: Path
@@ -110,6 +111,10 @@ class LoadtestOptions:
             raise ValueError("--ab splits our own server's traffic: it does not go with --host")
         if self.host is not None and self.data is None:
             raise ValueError("--host needs --data: the dataset the target was built on")
+        if self.host is not None:
+            for url in self.host.split(","):
+                if not url.strip().startswith(("http://", "https://")):
+                    raise ValueError(f"--host {url.strip()!r}: expected http(s)://HOST:PORT")
         if self.mean_wait_s <= 0:
             raise ValueError(f"--mean-wait must be positive, got {self.mean_wait_s:g}")
         if self.workers is not None and self.workers < 1:
@@ -146,7 +151,7 @@ def run_loadtest(opts: LoadtestOptions, settings: Settings) -> int:
 
 @dataclass(frozen=True)
 class Target:
-    base_url: str
+    base_urls: tuple[str, ...]  # the API, or several replicas of it
     plan_path: Path  # the traffic plan the locustfile reads
     server_pid: int | None  # our own server's process (its CPU time is measured), else None
 
@@ -158,13 +163,14 @@ def _target(opts: LoadtestOptions, settings: Settings) -> Iterator[Target]:
         assert opts.data is not None  # LoadtestOptions checks it
         plan_path = opts.out / PLAN_FILE
         plan_from_dataset(load_dataset(opts.data), seed=opts.seed).save(plan_path)
-        yield Target(opts.host.rstrip("/"), plan_path, None)
+        hosts = tuple(url.strip().rstrip("/") for url in opts.host.split(","))
+        yield Target(hosts, plan_path, None)
         return
     with (
         _artifacts_dir(opts.artifacts) as artifacts,
         _own_server(opts, settings, artifacts) as (url, pid),
     ):
-        yield Target(url, artifacts / PLAN_FILE, pid)
+        yield Target((url,), artifacts / PLAN_FILE, pid)
 
 
 @contextlib.contextmanager
@@ -209,7 +215,7 @@ def _own_server(
 
 
 def _ensure_build(
-    opts: LoadtestOptions, settings: Settings, artifacts: Path, client: redis.Redis
+    opts: LoadtestOptions, settings: Settings, artifacts: Path, client: SyncStore
 ) -> None:
     """Reuse the build of each line (the champion, and the arms of ``--ab``) published in this
     Redis if there is one, else build it; every line from the same data."""
@@ -318,7 +324,7 @@ def _step(opts: LoadtestOptions, target: Target, rate: float, run: int) -> RunSu
     dashboard = None
     if opts.dashboard:
         plan = TrafficPlan.load(target.plan_path)
-        with DashboardSession(target.base_url, plan, seed=opts.seed) as session:
+        with DashboardSession(target.base_urls[0], plan, seed=opts.seed) as session:
             _run_locust(opts, target, users, step_dir)
         dashboard = session.stats
     else:
@@ -352,7 +358,7 @@ class _Snapshot:
 
     @classmethod
     def take(cls, target: Target) -> "_Snapshot":
-        stages, served = _stage_totals(target.base_url)
+        stages, served = _stage_totals(target.base_urls)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return cls(
             at_s=time.monotonic(),
@@ -464,7 +470,7 @@ def _tree_cpu_s(pid: int) -> float | None:
 def _run_locust(opts: LoadtestOptions, target: Target, users: int, step_dir: Path) -> None:
     spawn_rate = max(1.0, users / opts.ramp_s)
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
-    cmd += ["--host", target.base_url, "-u", str(users), "-r", f"{spawn_rate:g}"]
+    cmd += ["--host", target.base_urls[0], "-u", str(users), "-r", f"{spawn_rate:g}"]
     cmd += ["-t", f"{math.ceil(opts.ramp_s + opts.duration_s)}s", "--reset-stats"]
     cmd += ["--csv", str(step_dir / "locust"), "--html", str(step_dir / "report.html")]
     cmd += ["--only-summary", "--loglevel", "WARNING"]
@@ -473,6 +479,7 @@ def _run_locust(opts: LoadtestOptions, target: Target, users: int, step_dir: Pat
         "RECSYS_LOADTEST_MEAN_WAIT_S": str(opts.mean_wait_s),
         "RECSYS_LOADTEST_OUTCOMES": str((step_dir / "outcomes.json").resolve()),
         "RECSYS_LOADTEST_SEED": str(opts.seed),
+        HOSTS_ENV: ",".join(target.base_urls),
     }
     with (step_dir / "locust.log").open("wb") as out:
         done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -505,12 +512,12 @@ def _sample_total(samples: list[Sample], name: str) -> float:
     return sum(value for n, _, value in samples if n == name)
 
 
-def _stage_totals(base_url: str) -> tuple[dict[str, tuple[float, float]], float]:
+def _stage_totals(base_urls: tuple[str, ...]) -> tuple[dict[str, tuple[float, float]], float]:
     """(seconds, count) per stage of GET /recommendations, and ``request`` for the whole of it
-    (arrival to response, every outcome), from the server's histograms; and the number of
-    requests served on any route but /metrics."""
+    (arrival to response, every outcome), from the servers' histograms summed; and the number
+    of requests served on any route but /metrics."""
     try:
-        samples = scrape_metrics(base_url)
+        samples = [s for url in base_urls for s in scrape_metrics(url)]
     except (OSError, ValueError):
         return {}, 0.0  # a --host target without /metrics: no breakdown
     totals: dict[str, tuple[float, float]] = {}

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 RequestKind = Literal["known", "unknown", "event"]
 T = TypeVar("T")
+HOSTS_ENV = "RECSYS_LOADTEST_HOSTS"  # comma-separated base URLs: replicas of the API
 PLAN_ENV = "RECSYS_LOADTEST_PLAN"  # path of the plan JSON, read by the locustfile
 DEFAULT_K = 20
 DAY_S = 86400

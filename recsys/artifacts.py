@@ -29,14 +29,44 @@ class DataSummary(Record):
     last_ts: int
 
 
+class WorkerSummary(Record):
+    """What one process of the per-user stage did: the build's own, or a Ray worker's."""
+
+    worker: str  # host:pid
+    shards: int
+    users: int
+    busy_s: float  # wall time inside its shards
+    users_per_busy_s: float
+    cpu_s: float  # CPU time of the process inside its shards (all its threads)
+    cpu_us_per_user: float
+    peak_rss_mb: float  # the process' peak while it ran a shard
+
+
+class ShardingSummary(Record):
+    """How the per-user stage ran: in the build's own process, or as shards on Ray."""
+
+    engine: str  # "process", or "ray" (recsys build --ray-address)
+    shards: int
+    stage_s: dict[str, float]
+    """Seconds in search, merge, encode and write, summed over the workers."""
+    workers: list[WorkerSummary]
+
+
+def _absent(value: object) -> bool:
+    """Fields added later are left out of the JSON when a manifest does not have them, so an
+    earlier build's manifest reads back and rewrites unchanged."""
+    return value is None or value == {}
+
+
 class CandidateSummary(Record):
-    """What went to Redis."""
+    """What went to Redis, and how."""
 
     users_written: int
     bytes_per_user: float
     candidates_per_user: float
     users_per_s: float
     index: str  # the ALS item index actually used: "exact" or "hnsw"
+    sharding: ShardingSummary | None = Field(None, exclude_if=_absent)
 
 
 class RankerSummary(Record):
@@ -69,6 +99,8 @@ class BuildManifest(Record):
     config: dict[str, Any]
     """The settings that made the build (``Settings.model_dump``, without the Redis URL)."""
     timings_s: dict[str, float] = Field(default_factory=dict)
+    cpu_s: dict[str, float] = Field(default_factory=dict, exclude_if=_absent)
+    """CPU seconds of the build's process per stage (all threads; not its Ray workers')."""
     peak_rss_mb: dict[str, float] = Field(default_factory=dict)
     inspection: InspectionSummary | None = None
     """What the build saved for the dashboard (absent in builds from before it existed)."""

@@ -532,6 +532,40 @@ class RedisClientConfig(_Section):
     backoff_cap_s: float = Field(8.0, gt=0.0, description="Longest wait between retries.")
 
 
+class RayConfig(_Section):
+    """The per-user stage of a build on a Ray cluster (``recsys build --ray-address``):
+    candidate search, merge, state encoding and Redis writes as tasks over user shards."""
+
+    address: str | None = Field(
+        None,
+        description=(
+            "auto (the cluster this machine belongs to) or HOST:PORT of the head node; "
+            "unset: the build runs in one process."
+        ),
+    )
+    users_per_shard: int = Field(
+        50_000,
+        ge=1,
+        description=(
+            "Users per Ray task, rounded to whole search batches (ann.batch_size). More shards "
+            "balance better; each costs a task and one read of the shared inputs."
+        ),
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed shard before the build aborts."
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, address: str | None) -> str | None:
+        if address is None or address == "auto":
+            return address
+        host, sep, port = address.removeprefix("ray://").rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected auto or HOST:PORT (ray://HOST:PORT), got {address!r}")
+        return address
+
+
 class Settings(BaseSettings):
     """All configuration. Unknown keys are rejected so typos fail loudly."""
 
@@ -542,7 +576,14 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis to use; unset: start and stop a local redis-server ourselves."
     )
-    key_prefix: str = Field("recsys", description="Prefix of every Redis key.")
+    key_prefix: str = Field(
+        "recsys",
+        min_length=1,
+        description=(
+            "Prefix of every Redis key. No braces: Redis Cluster hashes a key by its first "
+            "{...}, which must be the user's tag."
+        ),
+    )
     keep_builds: int = Field(
         2, ge=1, description="Builds kept in Redis and on disk (current + previous)."
     )
@@ -575,6 +616,17 @@ class Settings(BaseSettings):
     serve: ServeConfig = ServeConfig()
     ui: UiConfig = UiConfig()
     log: FeedbackLogConfig = FeedbackLogConfig()
+    ray: RayConfig = RayConfig()
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_hash_tag(cls, prefix: str) -> str:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(
+                f"{prefix!r} contains a brace: on a Redis Cluster it would put every user in "
+                "one hash slot"
+            )
+        return prefix
 
 
 class SettingsError(RecsysError):

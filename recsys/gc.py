@@ -25,8 +25,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from recsys.artifacts import owner_prefix
 from recsys.config import Settings
 from recsys.experiment import DEFAULT_BUILD_NAME
@@ -37,6 +35,7 @@ from recsys.store.builds import (
     serving_versions,
     versions_with_keys,
 )
+from recsys.store.connect import SyncStore
 from recsys.store.keys import Keys
 from recsys.store.user_store import build_lines, delete_build, line_pointers
 from recsys.versions import is_build_version, version_of_staging
@@ -69,7 +68,7 @@ class GcReport:
 UNOWNED_STAGING_MIN_AGE_S = 3600.0
 
 
-def collect_for(client: redis.Redis, artifacts_root: Path, settings: Settings) -> GcReport:
+def collect_for(client: SyncStore, artifacts_root: Path, settings: Settings) -> GcReport:
     """``collect_garbage`` with the settings' key prefix, keep_builds and grace period."""
     return collect_garbage(
         client,
@@ -82,7 +81,7 @@ def collect_for(client: redis.Redis, artifacts_root: Path, settings: Settings) -
 
 
 def collect_garbage(
-    client: redis.Redis,
+    client: SyncStore,
     keys: Keys,
     artifacts_root: Path,
     *,

@@ -38,6 +38,21 @@ class UserHistory:
             completion=completion[order].astype(np.float32),
         )
 
+    def take(self, users: np.ndarray) -> "UserHistory":
+        """The histories of ``users`` alone, in that order: ``users[j]`` becomes user ``j``."""
+        starts = self.offsets[users]
+        counts = self.offsets[users + 1] - starts
+        offsets = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        rows = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        return UserHistory(
+            offsets=offsets,
+            item=self.item[rows],
+            ts=self.ts[rows],
+            device=self.device[rows],
+            completion=self.completion[rows],
+        )
+
     def n_events(self, user: int) -> int:
         return int(self.offsets[user + 1] - self.offsets[user])
 

@@ -14,12 +14,11 @@ removes its keys and staging folder (issue 12).
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import redis
 from tqdm import tqdm
 
 from recsys.artifacts import (
@@ -31,7 +30,7 @@ from recsys.artifacts import (
     write_manifest,
     write_owner,
 )
-from recsys.candidates.model import CandidateModel, fit_candidate_model
+from recsys.candidates.model import CandidateInputs, CandidateModel, fit_candidate_model
 from recsys.columns import Columns
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
@@ -51,8 +50,10 @@ from recsys.ranking.labels import split_for_labels
 from recsys.ranking.ranker import Ranker, TrainResult, train_ranker
 from recsys.ranking.training_set import TrainingWindow, training_data
 from recsys.serving import ServingModel
+from recsys.shards import ShardReport, summarise, write_shard
 from recsys.store.builds import BuildInProgress, check_eviction_policy
-from recsys.store.codec import decode_user_state, encode_user_state
+from recsys.store.codec import decode_user_state
+from recsys.store.connect import SyncStore
 from recsys.store.keys import Keys
 from recsys.store.user_store import BuildWriter, read_states
 from recsys.versions import new_build_version, staging_dir_name
@@ -126,37 +127,52 @@ def train_stage2(
 def write_candidates(
     writer: BuildWriter, model: CandidateModel, users: IdIndex, settings: Settings
 ) -> CandidateSummary:
+    """Every user's state into Redis under the writer's build version: in this process, or as
+    shards on Ray when ``settings.ray.address`` is set (same batches, so the same bytes)."""
+    inputs = model.candidate_inputs(settings)
+    batches = inputs.batches(np.arange(len(users), dtype=np.int32))
     user_keys = users.keys()
-    all_users = np.arange(len(users), dtype=np.int32)
-    n_bytes = 0
-    n_cands = 0
-
-    def states() -> Any:
-        nonlocal n_bytes, n_cands
-        for batch in model.candidates(all_users, settings):
-            for j, u in enumerate(batch.users):
-                state = model.history.state(int(u), *batch.row(j), settings.candidates.history_len)
-                blob = encode_user_state(state)
-                n_bytes += len(blob)
-                n_cands += len(state.cand_item)
-                yield user_keys[u], blob
-
     start = time.perf_counter()
     with tqdm(total=len(users), unit="user", desc="candidates -> redis", leave=False) as bar:
-        for written in writer.write(states()):
-            bar.update(written)
-    elapsed = time.perf_counter() - start
-    return CandidateSummary(
-        users_written=len(users),
-        bytes_per_user=round(n_bytes / max(len(users), 1), 1),
-        candidates_per_user=round(n_cands / max(len(users), 1), 1),
-        users_per_s=round(len(users) / max(elapsed, 1e-9), 1),
-        index=model.item_index.kind,
+        if settings.ray.address is None:
+            ordered_keys = [user_keys[u] for b in batches for u in b]
+            reports = [write_shard(0, inputs, batches, ordered_keys, writer, bar.update)]
+        else:
+            reports = _write_on_ray(writer, inputs, batches, user_keys, settings, bar.update)
+    written = sum(r.users for r in reports)
+    if written != len(users):  # every shard reported: their counts must add up to everyone
+        raise BuildError(f"shards wrote {written} users of {len(users)}; not publishing")
+    engine = "ray" if settings.ray.address else "process"
+    return summarise(reports, time.perf_counter() - start, model.item_index.kind, engine)
+
+
+def _write_on_ray(
+    writer: BuildWriter,
+    inputs: CandidateInputs,
+    batches: list[np.ndarray],
+    user_keys: list[str],
+    settings: Settings,
+    on_written: Callable[[int], object],
+) -> list[ShardReport]:
+    from recsys.scale.ray_build import write_candidates_on_ray
+
+    if not settings.redis_url:
+        raise BuildError("a build on Ray needs a Redis URL its workers can reach (--redis-url)")
+    return write_candidates_on_ray(
+        inputs,
+        batches,
+        user_keys,
+        settings.redis_url,
+        settings.redis_client,
+        writer.keys,
+        writer.build_version,
+        settings.ray,
+        on_written,
     )
 
 
 def _inspect(
-    client: redis.Redis,
+    client: SyncStore,
     directory: Path,
     version: str,
     model: CandidateModel,
@@ -200,7 +216,7 @@ def _inspect(
 def run_build(
     dataset: Dataset,
     artifacts_root: Path,
-    client: redis.Redis,
+    client: SyncStore,
     settings: Settings,
     keep_training_window: bool = False,
     name: str = DEFAULT_BUILD_NAME,
@@ -224,7 +240,7 @@ def run_build(
 def _build_in_progress(
     dataset: Dataset,
     artifacts_root: Path,
-    client: redis.Redis,
+    client: SyncStore,
     settings: Settings,
     version: str,
     timer: StageTimer,
@@ -265,6 +281,7 @@ def _build_in_progress(
             )
         with timer.stage("candidates -> redis"):
             cand_info = write_candidates(writer, model, users, settings)
+            writer.wait_replicated()  # before the pointer can name this build
         with timer.stage("inspection"):
             ranker = Ranker(train_result.booster)  # predicts with best_iteration, as saved
             inspection = _inspect(
@@ -307,7 +324,11 @@ def _build_in_progress(
         writer.publish()
         collect_for(client, artifacts_root, settings)
     manifest = manifest.model_copy(
-        update={"timings_s": timer.timings_s, "peak_rss_mb": timer.peak_rss_mb}
+        update={
+            "timings_s": timer.timings_s,
+            "cpu_s": timer.cpu_s,
+            "peak_rss_mb": timer.peak_rss_mb,
+        }
     )
     write_manifest(final, manifest)
     try:

@@ -13,7 +13,7 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
     """Reset the kernel's high-water mark (Linux: writing 5 to clear_refs) so each stage reports
     its own peak; elsewhere peaks are cumulative."""
     try:
@@ -37,16 +37,21 @@ class StageTimer:
     def __init__(self, name: str) -> None:
         self.name = name
         self.timings_s: dict[str, float] = {}
+        # CPU seconds of this process (all its threads): what a stage costs whatever else the
+        # machine runs, and how much of the wall time it kept the cores busy
+        self.cpu_s: dict[str, float] = {}
         self.peak_rss_mb: dict[str, float] = {}
 
     @contextmanager
     def stage(self, stage: str) -> Iterator[None]:
         log.info("[%s] %s ...", self.name, stage)
-        _reset_peak_rss()
+        reset_peak_rss()
         start = time.perf_counter()
+        cpu_start = time.process_time()
         yield
         elapsed = time.perf_counter() - start
         self.timings_s[stage] = round(elapsed, 3)
+        self.cpu_s[stage] = round(time.process_time() - cpu_start, 3)
         self.peak_rss_mb[stage] = round(peak_rss_mb(), 1)
         log.info(
             "[%s] %s done in %.2fs (peak RSS %.0f MB)",

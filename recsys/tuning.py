@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import redis
 
 from recsys.candidates.registry import SOURCES
 from recsys.config import Settings, with_overrides
@@ -38,6 +37,7 @@ from recsys.evaluation.protocol import (
 from recsys.evaluation.ranking_metrics import ranking_metrics_at_k, summarize
 from recsys.evaluation.runs import published_build
 from recsys.evaluation.served import served_answers
+from recsys.store.connect import SyncStore
 from recsys.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class TuneResult:
 
 
 def score_settings(
-    split: Split, dataset: Dataset, settings: Settings, client: redis.Redis, work: Path
+    split: Split, dataset: Dataset, settings: Settings, client: SyncStore, work: Path
 ) -> tuple[float, float, int]:
     """Build on ``split.train``, answer its test users as served: (NDCG@10, HR@10, users)."""
     with published_build(train_dataset(dataset, split), client, settings, work) as (build, model):
@@ -180,7 +180,7 @@ def score_settings(
 def tune(
     dataset: Dataset,
     settings: Settings,
-    client: redis.Redis,
+    client: SyncStore,
     work: Path,
     trials: int,
     protocol: Protocol = "leave-last-out",

@@ -14,6 +14,7 @@ import redis
 
 from recsys.columns import Columns
 from recsys.config import RedisServerConfig, Settings
+from recsys.store.local_cluster import LocalRedisCluster
 from recsys.store.server import LocalRedis, bundled_redis_server
 
 if TYPE_CHECKING:  # the API stack is imported by the fixtures that need it, not by every test
@@ -68,6 +69,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with LocalRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A real Redis Cluster, 3 masters + 3 replicas from the project's redis-server, one per test
+    module that asks (a module may kill its nodes). A short node timeout: failovers in ~2 s."""
+    with LocalRedisCluster(
+        tmp_path_factory.mktemp("cluster"), masters=3, replicas=1, node_timeout_ms=500
+    ) as cluster:
+        yield cluster
 
 
 @pytest.fixture

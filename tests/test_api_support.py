@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -18,6 +17,7 @@ from recsys.config import ServeConfig, Settings
 from recsys.data.dataset import Dataset
 from recsys.data.synth import generate_synthetic
 from recsys.pipeline import BuildResult, run_build
+from recsys.store.connect import client_for
 from recsys.store.keys import Keys
 from tests.conftest import small_settings
 
@@ -51,7 +51,7 @@ class Built:
 
     def rebuild(self, dataset: Dataset | None = None) -> BuildResult:
         """Another build under the same prefix and artifacts: what a nightly job does."""
-        with redis.Redis.from_url(self.settings.redis_url or "") as client:
+        with client_for(self.settings.redis_url or "") as client:
             return run_build(dataset or self.dataset, self.artifacts, client, self.settings)
 
     def with_serve(self, **serve: object) -> Settings:
@@ -64,7 +64,7 @@ def build_small(redis_url: str, artifacts: Path, **overrides: object) -> Built:
     overrides.setdefault("serve", {"build_poll_s": FAST_POLL_S})
     settings = small_settings(redis_url, **overrides)
     dataset = small_dataset()
-    with redis.Redis.from_url(redis_url) as client:
+    with client_for(redis_url) as client:
         result = run_build(dataset, artifacts, client, settings)
     return Built(settings, result, artifacts, dataset)
 

@@ -197,7 +197,9 @@ def test_a_server_error_carries_no_stack_trace(
     good = redis_client.get(key)
     redis_client.set(key, b"\x01corrupt")
     try:
-        with api_client(built, raise_server_exceptions=False) as api:
+        # budgets long enough that a busy machine cannot turn the read into a timeout fallback
+        slow_ok = built.with_serve(redis_timeout_ms=2000, deadline_ms=10_000)
+        with api_client(built, slow_ok, raise_server_exceptions=False) as api:
             r = api.get(f"/recommendations/{user}")
     finally:
         redis_client.set(key, good or b"")

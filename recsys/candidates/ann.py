@@ -8,7 +8,7 @@ item with the largest inner product (Bachrach et al. 2014; implicit does the sam
 ones its L2 distances imply, (||q||^2 + max_norm^2 - distance) / 2 in float32.
 """
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import faiss
 import numpy as np
@@ -29,7 +29,25 @@ class ItemIndex(Protocol):
         ...
 
 
-class ExactIndex:
+class _Portable:
+    """Pickled as ``faiss.serialize_index``'s numpy uint8 buffer rather than faiss' own pickle
+    (bytes): Ray shares numpy buffers between the tasks of a node without copying ("Serialization",
+    Ray docs), so a sharded build ships the index to its workers once."""
+
+    index: Any
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["index"] = faiss.serialize_index(self.index)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["index"] = faiss.deserialize_index(state["index"])
+        self.__dict__.update(state)
+
+
+class ExactIndex(_Portable):
     """Brute-force inner product: exact, and faster than HNSW on small catalogues."""
 
     kind = "exact"
@@ -45,7 +63,7 @@ class ExactIndex:
         return ids, np.where(ids >= 0, scores, -np.inf)
 
 
-class HNSWIndex:
+class HNSWIndex(_Portable):
     """IndexHNSWFlat over MIPS-to-L2 augmented item factors."""
 
     kind = "hnsw"

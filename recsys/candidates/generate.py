@@ -5,6 +5,7 @@ index returned it for ALS hits, computed for items only other sources found), so
 means the same thing on every row the ranker sees, and stage-1 order is score order.
 """
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,91 @@ def seen_keys(seen: sp.csr_matrix, users: np.ndarray, n_items: int) -> np.ndarra
     return np.sort(rows * n_items + sub.indices.astype(np.int64))
 
 
+@dataclass
+class SearchTimes:
+    """Seconds spent in the sources and in the merge, summed over the batches timed with it."""
+
+    search_s: float = 0.0
+    merge_s: float = 0.0
+
+
+def search_batches(users: np.ndarray, seen: sp.csr_matrix, batch_size: int) -> list[np.ndarray]:
+    """``users`` cut into the batches their candidates are searched in.
+
+    Users are sorted by how much they have seen, so each batch over-fetches only as much as its
+    heaviest user needs to still have enough unseen items. A user's candidates therefore depend
+    on its batch (the over-fetch depth and HNSW's beam follow the batch's heaviest user), so
+    these batches are the unit of work everywhere: one process walks them in order, a sharded
+    build hands whole batches to its shards, and both store the same bytes for every user.
+    """
+    seen_counts = np.diff(seen.indptr)[users]
+    order = np.argsort(seen_counts, kind="stable")
+    return [users[order[start : start + batch_size]] for start in range(0, len(users), batch_size)]
+
+
+def batch_candidates(
+    batch_users: np.ndarray,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    seen: sp.csr_matrix,
+    history: UserHistory,
+    sources: Sequence[ActiveSource],
+    cfg: CandidateConfig,
+    times: SearchTimes | None = None,
+) -> CandidateBatch:
+    """Candidates of one search batch (dense user indices into ``user_factors`` and ``seen``)."""
+    batch_users = batch_users.astype(np.int64)
+    batch = UserBatch(
+        users=batch_users,
+        factors=user_factors[batch_users],
+        recent=recent_items(history, batch_users, cfg.recent_items),
+        # over-fetch is capped so one very heavy user cannot make a whole batch search deep;
+        # users past 2 x per_user seen items may get fewer than per_user candidates
+        max_seen=min(int(np.diff(seen.indptr)[batch_users].max()), 2 * cfg.per_user),
+    )
+    seen_of_batch = seen_keys(seen, batch_users, item_factors.shape[0])
+    return candidates_of(batch, sources, seen_of_batch, item_factors, cfg, times)
+
+
+def candidates_of(
+    batch: UserBatch,
+    sources: Sequence[ActiveSource],
+    seen: np.ndarray,
+    item_factors: np.ndarray,
+    cfg: CandidateConfig,
+    times: SearchTimes | None = None,
+) -> CandidateBatch:
+    """Every source searched for ``batch``, merged, each candidate scored by ``batch.factors``
+    (``seen``: sorted ``row * n_items + item`` keys of what each user of the batch has seen).
+    The build calls it for batches of its users, the API for one user it never saw."""
+    started = time.perf_counter()
+    n_items = item_factors.shape[0]
+    lists = []
+    for s in sources:  # in priority order; build_sources leaves out those with no slot
+        width = s.width(cfg.per_user)
+        found, scores = s.source.scored(batch, width)
+        lists.append(SourceList(found, s.spec.flag, s.quota, width, scores))
+    searched = time.perf_counter()
+    merged = merge(lists, seen, n_items, cfg.per_user)
+    owner = np.repeat(np.arange(len(batch.users)), np.diff(merged.offsets))
+    scores = merged.scores
+    unknown = np.flatnonzero(np.isnan(scores))  # found only by non-ALS sources
+    scores[unknown] = np.einsum(
+        "nd,nd->n", item_factors[merged.items[unknown]], batch.factors[owner[unknown]]
+    )
+    by_score = np.lexsort((-scores, owner))
+    if times is not None:
+        times.search_s += searched - started
+        times.merge_s += time.perf_counter() - searched
+    return CandidateBatch(
+        users=batch.users.astype(np.int32),
+        offsets=merged.offsets,
+        items=merged.items[by_score],
+        scores=scores[by_score],
+        sources=merged.flags[by_score],
+    )
+
+
 def generate_candidates(
     users: np.ndarray,
     user_factors: np.ndarray,
@@ -71,56 +157,7 @@ def generate_candidates(
     cfg: CandidateConfig,
     batch_size: int,
 ) -> Iterator[CandidateBatch]:
-    """Yield candidate batches for ``users`` (dense indices into ``user_factors`` and ``seen``).
-
-    Users are searched in batches sorted by how much they have seen, so each batch over-fetches
-    only as much as its heaviest user needs to still have enough unseen items.
-    """
-    seen_counts = np.diff(seen.indptr)[users]
-    order = np.argsort(seen_counts, kind="stable")
-    for start in range(0, len(users), batch_size):
-        pick = order[start : start + batch_size]
-        batch_users = users[pick].astype(np.int64)
-        batch = UserBatch(
-            users=batch_users,
-            factors=user_factors[batch_users],
-            recent=recent_items(history, batch_users, cfg.recent_items),
-            # over-fetch is capped so one very heavy user cannot make a whole batch search deep;
-            # users past 2 x per_user seen items may get fewer than per_user candidates
-            max_seen=min(int(seen_counts[pick].max()), 2 * cfg.per_user),
-        )
-        seen_of_batch = seen_keys(seen, batch_users, item_factors.shape[0])
-        yield candidates_of(batch, sources, seen_of_batch, item_factors, cfg)
-
-
-def candidates_of(
-    batch: UserBatch,
-    sources: Sequence[ActiveSource],
-    seen: np.ndarray,
-    item_factors: np.ndarray,
-    cfg: CandidateConfig,
-) -> CandidateBatch:
-    """Every source searched for ``batch``, merged, each candidate scored by ``batch.factors``
-    (``seen``: sorted ``row * n_items + item`` keys of what each user of the batch has seen).
-    The build calls it for batches of its users, the API for one user it never saw."""
-    n_items = item_factors.shape[0]
-    lists = []
-    for s in sources:  # in priority order; build_sources leaves out those with no slot
-        width = s.width(cfg.per_user)
-        found, scores = s.source.scored(batch, width)
-        lists.append(SourceList(found, s.spec.flag, s.quota, width, scores))
-    merged = merge(lists, seen, n_items, cfg.per_user)
-    owner = np.repeat(np.arange(len(batch.users)), np.diff(merged.offsets))
-    scores = merged.scores
-    unknown = np.flatnonzero(np.isnan(scores))  # found only by non-ALS sources
-    scores[unknown] = np.einsum(
-        "nd,nd->n", item_factors[merged.items[unknown]], batch.factors[owner[unknown]]
-    )
-    by_score = np.lexsort((-scores, owner))
-    return CandidateBatch(
-        users=batch.users.astype(np.int32),
-        offsets=merged.offsets,
-        items=merged.items[by_score],
-        scores=scores[by_score],
-        sources=merged.flags[by_score],
-    )
+    """Yield candidate batches for ``users`` (dense indices into ``user_factors`` and ``seen``),
+    batch by batch of ``search_batches``."""
+    for batch_users in search_batches(users, seen, batch_size):
+        yield batch_candidates(batch_users, user_factors, item_factors, seen, history, sources, cfg)

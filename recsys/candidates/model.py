@@ -12,7 +12,14 @@ import scipy.sparse as sp
 
 from recsys.candidates.ann import ItemIndex, build_index
 from recsys.candidates.covisitation import CovisitParams, sequence_tables
-from recsys.candidates.generate import ActiveSource, CandidateBatch, generate_candidates
+from recsys.candidates.generate import (
+    ActiveSource,
+    CandidateBatch,
+    SearchTimes,
+    batch_candidates,
+    generate_candidates,
+    search_batches,
+)
 from recsys.candidates.neighbours import NeighbourTables, content_neighbours, nearest_items
 from recsys.candidates.registry import SOURCES
 from recsys.candidates.source import SourceInputs
@@ -23,6 +30,63 @@ from recsys.feedback import positives
 from recsys.history import UserHistory
 from recsys.items import ItemTable, build_item_table
 from recsys.mf import Factors, FoldIn, fit_als, interaction_matrix
+
+
+@dataclass(frozen=True)
+class ItemSide:
+    """What every user's candidates are searched against: the same for every shard, so a
+    sharded build puts it into Ray's object store once, and each node holds one copy that all
+    its tasks read (arrays and the faiss index buffer, without copying)."""
+
+    item_factors: np.ndarray
+    sources: list[ActiveSource]  # in merge-priority order
+    cfg: CandidateConfig
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class UserSide:
+    """The per-user inputs, rows by dense user index. A shard gets only its own users' rows
+    (``take``), so the data moved grows with the users, not with users x nodes."""
+
+    factors: np.ndarray  # float32 [U, d]
+    seen: sp.csr_matrix  # users x items
+    history: UserHistory
+
+    def take(self, users: np.ndarray) -> "UserSide":
+        """The rows of ``users`` alone, in that order: ``users[j]`` becomes user ``j``."""
+        return UserSide(self.factors[users], self.seen[users], self.history.take(users))
+
+
+@dataclass(frozen=True)
+class CandidateInputs:
+    """What the per-user stage (candidates, merge, state encoding) reads, and nothing else."""
+
+    items: ItemSide
+    users: UserSide
+
+    @property
+    def cfg(self) -> CandidateConfig:
+        return self.items.cfg
+
+    @property
+    def history(self) -> UserHistory:
+        return self.users.history
+
+    def batches(self, users: np.ndarray) -> list[np.ndarray]:
+        return search_batches(users, self.users.seen, self.items.batch_size)
+
+    def batch(self, batch_users: np.ndarray, times: SearchTimes | None = None) -> CandidateBatch:
+        return batch_candidates(
+            batch_users,
+            self.users.factors,
+            self.items.item_factors,
+            self.users.seen,
+            self.users.history,
+            self.items.sources,
+            self.items.cfg,
+            times,
+        )
 
 
 @dataclass(frozen=True)
@@ -37,6 +101,12 @@ class CandidateModel:
     item_index: ItemIndex  # over the item factors; what the ALS source searches
     history: UserHistory
     sources: list[ActiveSource]  # in merge-priority order
+
+    def candidate_inputs(self, settings: Settings) -> CandidateInputs:
+        return CandidateInputs(
+            ItemSide(self.factors.item, self.sources, settings.candidates, settings.ann.batch_size),
+            UserSide(self.factors.user, self.seen, self.history),
+        )
 
     def candidates(self, users: np.ndarray, settings: Settings) -> Iterator[CandidateBatch]:
         return generate_candidates(

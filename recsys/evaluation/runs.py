@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis
 
 from recsys.config import Settings
 from recsys.data.dataset import Dataset
@@ -46,7 +45,7 @@ from recsys.evaluation.served import served_answers
 from recsys.pipeline import BuildResult, run_build
 from recsys.progress import StageTimer
 from recsys.serving import ServingModel
-from recsys.store.connect import open_redis
+from recsys.store.connect import SyncStore, open_redis
 from recsys.store.keys import Keys
 from recsys.store.user_store import delete_build
 
@@ -57,7 +56,7 @@ def evaluate(
     split: Split,
     build: BuildResult,
     model: ServingModel,
-    client: redis.Redis,
+    client: SyncStore,
     settings: Settings,
     options: EvalOptions = DEFAULT_OPTIONS,
     with_drift: bool = False,
@@ -135,7 +134,7 @@ def isolated(settings: Settings) -> Settings:
 @contextmanager
 def published_build(
     train: Dataset,
-    client: redis.Redis,
+    client: SyncStore,
     settings: Settings,
     work: Path,
     keep_training_window: bool = False,
@@ -157,7 +156,7 @@ def published_build(
 def build_and_evaluate(
     train: Dataset,
     split: Split,
-    client: redis.Redis,
+    client: SyncStore,
     settings: Settings,
     work: Path,
     options: EvalOptions = DEFAULT_OPTIONS,

@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import redis
 
 from recsys.evaluation.baselines import pad_rows
 from recsys.evaluation.protocol import HeldOutRequests
 from recsys.features import RequestContext
 from recsys.serving import ServingModel, rank, stage1_order
 from recsys.store.codec import decode_user_state
+from recsys.store.connect import SyncStore
 from recsys.store.keys import Keys
 from recsys.store.user_store import read_states
 from recsys.user_state import UserState
@@ -30,7 +30,7 @@ class Served:
 
 
 def served_answers(
-    client: redis.Redis,
+    client: SyncStore,
     keys: Keys,
     model: ServingModel,
     req: HeldOutRequests,

@@ -28,10 +28,11 @@ from typing import Self
 
 import orjson
 import redis
-import redis.asyncio as aioredis
 
 from recsys.errors import StoreError
+from recsys.store.connect import AsyncStore, SyncStore
 from recsys.store.keys import Keys
+from recsys.store.user_store import masters
 from recsys.versions import valid_versions
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,12 @@ def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def redis_time(client: redis.Redis) -> float:
+def redis_time(client: SyncStore) -> float:
     seconds, micros = client.time()
     return float(seconds) + micros / 1e6
 
 
-async def redis_time_async(client: aioredis.Redis) -> float:
+async def redis_time_async(client: AsyncStore) -> float:
     seconds, micros = await client.time()
     return float(seconds) + micros / 1e6
 
@@ -124,7 +125,7 @@ class BuildInProgress:
     Redis (ALS, training), and its marker must outlive them.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, version: str, ttl_s: float) -> None:
+    def __init__(self, client: SyncStore, keys: Keys, version: str, ttl_s: float) -> None:
         self.client = client
         self.keys = keys
         self.version = version
@@ -163,7 +164,7 @@ class BuildInProgress:
             self.client.hdel(self.keys.building, self.version)
 
 
-def builds_in_progress(client: redis.Redis, keys: Keys, now: float) -> tuple[set[str], set[str]]:
+def builds_in_progress(client: SyncStore, keys: Keys, now: float) -> tuple[set[str], set[str]]:
     """(live, dead) versions among the in-progress markers; unreadable entries count as dead."""
     live: set[str] = set()
     dead: set[str] = set()
@@ -177,7 +178,7 @@ def builds_in_progress(client: redis.Redis, keys: Keys, now: float) -> tuple[set
 # ---------------------------------------------------------------------------- published builds
 
 
-def registered_builds(client: redis.Redis, keys: Keys) -> list[tuple[str, float]]:
+def registered_builds(client: SyncStore, keys: Keys) -> list[tuple[str, float]]:
     """Published builds, newest first, with their publish times; anything in the registry that
     is not a build version is logged and left out (never used as a path or a key)."""
     raw: list[tuple[bytes, float]] = client.zrevrange(keys.builds, 0, -1, withscores=True)  # type: ignore[assignment]
@@ -186,7 +187,7 @@ def registered_builds(client: redis.Redis, keys: Keys) -> list[tuple[str, float]
     return [(v, t) for v, t in entries if v in valid]
 
 
-def versions_with_keys(client: redis.Redis, keys: Keys, scan_count: int = 10_000) -> set[str]:
+def versions_with_keys(client: SyncStore, keys: Keys, scan_count: int = 10_000) -> set[str]:
     """Every build version that has keys in Redis (one SCAN over the key space)."""
     found: set[str] = set()
     for raw in client.scan_iter(match=keys.all_builds_pattern, count=scan_count):
@@ -196,20 +197,23 @@ def versions_with_keys(client: redis.Redis, keys: Keys, scan_count: int = 10_000
     return set(valid_versions(sorted(found), f"redis keys {keys.all_builds_pattern}"))
 
 
-def check_eviction_policy(client: redis.Redis) -> None:
+def check_eviction_policy(client: SyncStore) -> None:
     """Refuse a Redis that may evict any key under memory pressure: build data would vanish
     without a word (users silently falling back to cold start). volatile-* policies evict only
-    keys with a TTL (event lists), noeviction refuses writes, and both fail loudly."""
-    try:
-        policy = str(client.info("memory").get("maxmemory_policy", ""))
-    except redis.ResponseError:
-        return  # INFO disabled (some managed services): nothing to check with
-    if policy.startswith("allkeys"):
-        raise StoreError(
-            f"the build's Redis has maxmemory-policy {policy}: under memory pressure "
-            "it would evict build data silently. Use a volatile-* policy (only keys with a TTL, "
-            "i.e. event lists, are evicted) or noeviction."
-        )
+    keys with a TTL (event lists), noeviction refuses writes, and both fail loudly. On a
+    cluster every master is asked: each holds its share of the build."""
+    for name, node in masters(client):
+        try:
+            policy = str(node.info("memory").get("maxmemory_policy", ""))
+        except redis.ResponseError:
+            return  # INFO disabled (some managed services): nothing to check with
+        if policy.startswith("allkeys"):
+            where = "" if name == "single" else f" (master {name})"
+            raise StoreError(
+                f"the build's Redis{where} has maxmemory-policy {policy}: under memory pressure "
+                "it would evict build data silently. Use a volatile-* policy (only keys with a "
+                "TTL, i.e. event lists, are evicted) or noeviction."
+            )
 
 
 # ---------------------------------------------------------------------------- serving workers
@@ -220,7 +224,7 @@ def serving_member(worker: str, version: str) -> str:
 
 
 async def record_serving(
-    client: aioredis.Redis,
+    client: AsyncStore,
     keys: Keys,
     worker: str,
     versions: Iterable[str],
@@ -241,14 +245,14 @@ async def record_serving(
 
 
 async def forget_serving(
-    client: aioredis.Redis, keys: Keys, worker: str, versions: Iterable[str]
+    client: AsyncStore, keys: Keys, worker: str, versions: Iterable[str]
 ) -> None:
     members = [serving_member(worker, v) for v in versions]
     if members:
         await client.zrem(keys.serving, *members)
 
 
-def serving_versions(client: redis.Redis, keys: Keys, now: float) -> set[str]:
+def serving_versions(client: SyncStore, keys: Keys, now: float) -> set[str]:
     """Versions some worker reported holding, and whose report has not expired."""
     members = client.zrangebyscore(keys.serving, now, "+inf")
     versions = [_text(m).rpartition(" ")[2] for m in members]

@@ -1,0 +1,1 @@
+"""Beyond one machine: the offline per-user stage on Ray."""
