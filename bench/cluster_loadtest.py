@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from typing import Any
 from provenance import git_commit
 
 from loadtest.results import RunSummary, read_series
-from loadtest.run import _busy_cores, _machine_busy_s, _tree_cpu_s
+from loadtest.run import _busy_cores, _machine_busy_s, _tree_cpu_s, stop_server
 from recsys.data.dataset import write_dataset
 from recsys.data.synth import generate_synthetic
 from recsys.store.local_cluster import LocalRedisCluster, free_cluster_port
@@ -135,13 +134,7 @@ def replicas(
         yield bases, [s.pid for s in servers]
     finally:
         for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_server(server)
 
 
 def build(data: Path, artifacts: Path, redis_url: str, env: dict[str, str]) -> None:

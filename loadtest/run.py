@@ -270,7 +270,7 @@ def serve_build(
         _wait_ready(base_url, server, workers * lines, log_path)
         yield base_url, server.pid
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 def _wait_ready(base_url: str, server: subprocess.Popen[bytes], loads: int, log_path: Path) -> None:
@@ -290,7 +290,9 @@ def _wait_ready(base_url: str, server: subprocess.Popen[bytes], loads: int, log_
     )
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Stop a ``recsys serve`` child the way a scheduler would (SIGTERM, so its workers drain and
+    deregister), and kill it only when it does not exit within 30 s."""
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
         try:

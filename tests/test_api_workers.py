@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.run import stop_server
 from recsys.net import free_port
 from tests.test_api_support import Built
 
@@ -55,12 +55,7 @@ def two_workers(
         _wait_ready(base, server)
         yield base, metrics_dir
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         assert server.stderr is not None
         server.stderr.close()
 

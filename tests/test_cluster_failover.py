@@ -10,7 +10,6 @@ election), so every event must be acknowledged, inside the budget, and stored ex
 import asyncio
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 from redis.cluster import key_slot
 
 from api.service import REDIS_ERRORS
+from loadtest.run import stop_server
 from recsys.config import FeedbackLogConfig
 from recsys.net import free_port
 from recsys.store.connect import ServingCluster, async_client_for, client_for, read_slot_map
@@ -98,12 +98,7 @@ def served(
                 time.sleep(0.2)
         yield built, base
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         assert server.stderr is not None
         server.stderr.close()
 

@@ -5,7 +5,6 @@ every master, and several `recsys serve` replicas sharing builds and events."""
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from redis.cluster import RedisCluster, key_slot
 from api.prometheus import REQUEST_METRIC
 from cli.main import main
 from eval.run import run_eval
-from loadtest.run import RECOMMEND_ROUTE
+from loadtest.run import RECOMMEND_ROUTE, stop_server
 from recsys.data.dataset import write_dataset
 from recsys.data.synth import generate_synthetic
 from recsys.errors import StoreError
@@ -411,13 +410,7 @@ def test_two_serve_replicas_share_builds_and_events_through_the_cluster(
             assert summary["total"]["requests"] > 30 and summary["stages_ms"]["redis"] > 0
         finally:
             for server in servers:
-                server.send_signal(signal.SIGTERM)
-            for server in servers:
-                try:
-                    server.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+                stop_server(server)
                 assert server.stderr is not None
                 server.stderr.close()
 
