@@ -151,10 +151,12 @@ BEFORE_14 = "before-14"  # the same benches on the code before issue 14's sequen
 
 
 def sharded_runs(results: Path) -> list[dict[str, Any]]:
-    """The runs in ``results`` (today's code), then those in ``results/before-14``."""
+    """The runs in ``results`` (today's code), then those in its other folders (earlier runs,
+    each folder named after what sets it apart), then those in ``results/before-14``."""
+    others = sorted(p for p in results.iterdir() if p.is_dir() and p.name != BEFORE_14)
     return [
         r
-        for folder in (results, results / BEFORE_14)
+        for folder in (results, *others, results / BEFORE_14)
         for size in SHARDED_SIZES
         for w in (0, 1, 2)
         if (r := load(folder, f"sharded_{size}_w{w}_cluster.json"))
@@ -261,6 +263,13 @@ def sharded(results: Path) -> list[str]:
     return [*out, ""]
 
 
+def quiet_summary(results: Path, when: str) -> list[str]:
+    """The quiet-machine series' summary, written by hand from ``loadtest-quiet/`` (kept in
+    ``loadtest-quiet/summary.md``), above the latest series' tables."""
+    note = results / "loadtest-quiet" / "summary.md"
+    return [note.read_text().rstrip("\n"), ""] if not when and note.exists() else []
+
+
 def scale_extras(results: Path) -> list[str]:
     """The cluster load test and the ranker's sampling, when their results are there."""
     out: list[str] = []
@@ -272,6 +281,7 @@ def scale_extras(results: Path) -> list[str]:
             "",
             f"### Load test: 2 API replicas on the Redis Cluster, and on one Redis{when}",
             "",
+            *quiet_summary(results, when),
             "```bash",
             " ".join(
                 [
