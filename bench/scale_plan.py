@@ -6,6 +6,8 @@ and the checks of its models on builds they were not fitted on.
 Reads, in ``--results`` (bench/sharded_build.py's JSON, each with the commit it measured):
 - ``sharded_{small,m50,medium}_w0_cluster.json``: 20k, 50k and 200k users on the code measured;
 - ``sharded_medium_w{1,2}_cluster.json``: 200k users on 1 and 2 Ray workers;
+- ``sharded_large_w{0,1,2}_cluster.json``: 1M users on the code measured, where run: the plan's
+  model is checked on them (5x the users, items and events it was anchored on);
 - ``before-14/sharded_{small,large}_w{0,2}_cluster.json``: the builds before issue 14's
   sequential source (20k and 1M users), from which docs/SCALE.md's first plan was made;
 - ``cluster_loadtest.json`` (bench/cluster_loadtest.py), for the serving fleet.
@@ -13,7 +15,8 @@ Reads, in ``--results`` (bench/sharded_build.py's JSON, each with the commit it 
 Prints markdown, three parts:
 1. the first plan's model (fitted on the 1M-user build before issue 14) against the 200k-user
    build it was not fitted on, on today's code and, where measured, on the code it was fitted on;
-2. today's model fitted on 20k and 50k users and checked on 200k;
+2. today's model fitted on 20k and 50k users and checked on 200k; the plan's model (anchored on
+   200k users) checked on today's 1M-user builds;
 3. the plan from today's model refitted on all three sizes.
 
 Models (every figure the plan prints is one of these, or read from a result):
@@ -186,6 +189,27 @@ def check_table(title: str, pred: dict[str, float], meas: dict[str, float]) -> l
     return [*out, ""]
 
 
+def plan_pair(results: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The 200k- and 1M-user builds on one code and one worker count (the most workers first),
+    both with the per-user stage on Ray, as the plan runs it; None if no such pair."""
+    for w in (2, 1):
+        mid = load(results / f"sharded_medium_w{w}_cluster.json")
+        big = load(results / f"sharded_large_w{w}_cluster.json")
+        if mid and big and mid.get("commit") == big.get("commit"):
+            return mid, big
+    return None
+
+
+def worker_rss_at(mid: dict[str, Any], big: dict[str, Any], items: float) -> float:
+    """A worker's peak RSS (MB) at ``items``, on a line in items through two builds' largest
+    worker peaks: a worker holds the item side (factors, index, neighbour tables) and one shard
+    of users at a time, and the shards are the same size at both."""
+    xs = [float(mid["items"]), float(big["items"])]
+    ys = [max(float(w["peak_rss_mb"]) for w in r["per_user_stage"]["workers"]) for r in (mid, big)]
+    a, b = fit_line(xs, ys)
+    return a + b * items
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", type=Path, default=Path("bench/results/scale"))
@@ -255,8 +279,60 @@ def main() -> None:
         md += check_table(f"200k users: {label(check)}", pred, measured(check))
         out["model_check"] = {"predicted": pred, "measured": measured(check)}
 
-    # 3. the plan: the first plan's model, anchored on today's largest build (200k users)
-    at = anchored_predict(check, TARGET_ITEMS, TARGET_EVENTS)
+    # 2b. the plan's model (anchored on 200k users, below) on today's 1M-user builds, a size
+    # it was not fitted on: 5x the users and items, 5x the events
+    for w in (0, 1, 2):
+        if (big_now := load(r / f"sharded_large_w{w}_cluster.json")) is None:
+            continue
+        pred = anchored_predict(check, big_now["items"], big_now["events"])
+        md += [
+            f"**2b. The plan's model, anchored on 200k users, on 1M users** ({label(big_now)}, "
+            f"{f'{w} Ray worker(s)' if w else 'one process'}), a size it was not fitted on:",
+            "",
+        ]
+        md += check_table(f"1M users: {label(big_now)}, w{w}", pred, measured(big_now))
+        out.setdefault("plan_model_check_1m", {})[f"w{w}"] = {
+            "predicted": pred,
+            "measured": measured(big_now),
+        }
+
+    # 3. the plan: refitted on 200k and 1M users of one code and worker count where both were
+    # measured (the 1M build is 5x the items and events the 200k-only model was anchored on,
+    # and part 2b shows where that model missed); else anchored on today's 200k-user build
+    pair = plan_pair(r)
+    if pair is not None:
+        mid, big_now = pair
+        model = Model([mid, big_now])
+        at = model.predict(TARGET_ITEMS, TARGET_EVENTS)
+        worker_rss = worker_rss_at(mid, big_now, TARGET_ITEMS)
+        basis = f"{label(mid)} and {label(big_now)}, {big_now['workers']} Ray worker(s)"
+        md += [f"**3. The plan**: today's models refitted on {basis}:", ""]
+        md += [f"- {line}" for line in model.describe()] + [""]
+        how = {
+            "per_user": "(x) a + b ln(items) through the two builds' worker CPU per user",
+            "rss": "(x) line in items through the two builds' worker peaks",
+            "driver": "(x) a + b x events through the two builds",
+            "als": f"(x) c x events^{model.als[1]:.2f} through the two builds",
+            "driver_rss": "(x) line in events through the two builds",
+        }
+    else:
+        at = anchored_predict(check, TARGET_ITEMS, TARGET_EVENTS)
+        two = load(r / "sharded_medium_w2_cluster.json")
+        worker_rss = (
+            max(w["peak_rss_mb"] for w in two["per_user_stage"]["workers"]) if two else float("nan")
+        )
+        md += [
+            f"**3. The plan**: the same model anchored on today's 200k-user build "
+            f"({label(check)}):",
+            "",
+        ]
+        how = {
+            "per_user": "(x) 200k users' CPU per user, its search share scaled by ln(1M) / ln(20k)",
+            "rss": "(m) 200k users, 2 workers; a worker holds the item side and one shard",
+            "driver": "(x) proportional to events",
+            "als": f"(x) events^{FIRST_PLAN_ALS_EXPONENT}",
+            "driver_rss": "(x) + 187 bytes per event",
+        }
     per_user_h = at["per_user_cpu_ms"] / 1e3 * TARGET_USERS / 3600
     driver_h = at["driver_cpu_s"] / 3600
     als_h = at["als_cpu_s"] / 3600
@@ -264,29 +340,19 @@ def main() -> None:
     redis_gb = at["bytes_per_user"] * TARGET_USERS / 2**30
     masters = math.ceil(2 * redis_gb / (REDIS_NODE_GB * REDIS_DATA_SHARE))
     master_cpu_h = at["redis_cpu_us"] * 1e-6 * TARGET_USERS / 3600
-    two = load(r / "sharded_medium_w2_cluster.json")
-    worker_rss = (
-        max(w["peak_rss_mb"] for w in two["per_user_stage"]["workers"]) if two else float("nan")
-    )
-    md += [
-        f"**3. The plan**: the same model anchored on today's 200k-user build ({label(check)}):",
-        "",
-    ]
     rows = [
         ("events (40 per user)", f"{TARGET_EVENTS / 1e9:.0f} billion", "assumption"),
         ("per-user stage, worker CPU ms per user at 1M items", f"{at['per_user_cpu_ms']:.3f}",
-         "(x) 200k users' CPU per user, its search share scaled by ln(1M) / ln(20k)"),
+         how["per_user"]),
         ("per-user stage, worker CPU-hours", f"{per_user_h:,.1f}", "(x) x 50M users"),
         (f"Ray workers (1 CPU each) for the per-user stage in {WINDOW_H / 2:g} h",
          f"{workers}", f"(x) CPU-hours / {WINDOW_H / 2:g} h, rounded up"),
-        ("worker peak RSS, MB", f"{worker_rss:,.0f}",
-         "(m) 200k users, 2 workers; a worker holds the item side and one shard at a time"),
+        ("worker peak RSS, MB", f"{worker_rss:,.0f}", how["rss"]),
         ("driver stages but stage 1 and inspection, CPU-hours", f"{driver_h:,.1f}",
-         "(x) proportional to events"),
+         how["driver"]),
         ("stage 1 (ALS, index, sequence tables; 2 fits), CPU-hours", f"{als_h:,.0f}",
-         f"(x) events^{FIRST_PLAN_ALS_EXPONENT}"),
-        ("driver peak RSS, GB", f"{at['driver_rss_mb'] / 1024:,.0f}",
-         "(x) + 187 bytes per event"),
+         how["als"]),
+        ("driver peak RSS, GB", f"{at['driver_rss_mb'] / 1024:,.0f}", how["driver_rss"]),
         ("Redis, one build, GB", f"{redis_gb:,.0f}", "(x) bytes/user constant"),
         (f"Redis masters of {REDIS_NODE_GB:.0f} GB (two builds live during a swap, maxmemory "
          f"{REDIS_DATA_SHARE:.0%}) + as many replicas", f"{masters} + {masters}", "(x)"),
