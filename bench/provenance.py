@@ -15,12 +15,32 @@ def git_commit() -> str:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", "recsys", "api", "cli"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", *LIBRARY],
         cwd=ROOT,
         capture_output=True,
         text=True,
     ).stdout.strip()
     return head + ("+dirty" if dirty else "")
+
+
+LIBRARY = ("recsys", "api", "cli")  # the code a benchmark measures; bench/ only records it
+
+
+def library_code(commit: str) -> str:
+    """What identifies the measured code of a result's ``commit`` (as ``git_commit`` wrote it,
+    possibly followed by a note): the git trees of the library folders at that commit, so two
+    commits that differ only in bench scripts or docs compare as the same code. The commit
+    itself when git does not know it or it was dirty."""
+    rev = commit.split()[0] if commit.strip() else commit
+    if rev.endswith("+dirty"):
+        return commit
+    trees = subprocess.run(
+        ["git", "rev-parse", *(f"{rev}:{d}" for d in LIBRARY)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return trees.stdout.strip() if trees.returncode == 0 else commit
 
 
 def load_average() -> list[float]:

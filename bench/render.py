@@ -9,6 +9,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from provenance import library_code
+
 HEADER = """# Benchmarks
 
 Measured on the project's development machine: {machine}, 2 cores, 24 GB RAM, shared with other
@@ -185,20 +187,27 @@ def sharded(results: Path) -> list[str]:
         "user, 10 users per item) with HNSW at every size, writing to a local Redis Cluster",
         "of 3 masters; `--workers 0` is the single-process build, N > 0 runs the per-user stage",
         "(candidates, merge, encoding, Redis writes) as Ray tasks on a local Ray cluster of N",
-        "nodes of 1 CPU each (`--ray-address`). The code column is the commit measured: the",
-        "runs marked cf01090 and c384f99 are the branch before issue 14's sequential source",
-        "was merged in (`bench/results/scale/before-14/`). One run per row, each under the",
-        "bench lock, on the 2-core machine shared with other work: each row gives the 1-minute",
-        "load average before and after it, and the workers' CPU seconds per user, which",
-        "waiting for a core does not inflate.",
+        "nodes of 1 CPU each (`--ray-address`). The code column is the commit measured; the",
+        "rows of `bench/results/scale/` itself come first (today's code, be259c9, whose library",
+        "code 9d840af shares), then those of its subfolders: `busy-657757f/` ran beside other",
+        "engineers' work, `before-14/` (cf01090, c384f99) before issue 14's sequential source",
+        'was merged in. "vs 1 process" compares the per-user stage with the single-process',
+        "build of the same size and library code. One run per row, each under the bench lock,",
+        "on the 2-core machine shared with other work: each row gives the 1-minute load average",
+        "before and after it. Waiting for a core does not add to the workers' CPU seconds per",
+        "user, but a busy machine still raised them (shared caches): 852 against 690 us per",
+        "user for the 200k single-process build (docs/SCALE.md).",
         "",
         "| users x items | code | workers | whole build (s) | per-user stage (s) | stage users/s "
         "| vs 1 process | users/s per worker (busy) | worker CPU us/user | overhead (s) "
         "| worker peak RSS (MB) | driver peak RSS (MB) | load avg before, after |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    # "vs 1 process": against the single-process build of the same size and library code
+    # (commits that differ only in bench/ or docs/ measure the same code)
+    code = {c: library_code(c) for c in {str(r.get("commit", "?")) for r in runs}}
     base = {
-        (r["size"], r.get("commit")): r["per_user_stage"]["wall_s"]
+        (r["size"], code[str(r.get("commit", "?"))]): r["per_user_stage"]["wall_s"]
         for r in runs
         if r["workers"] == 0
     }
@@ -207,7 +216,7 @@ def sharded(results: Path) -> list[str]:
         ws = st["workers"]
         per_worker = " / ".join(f"{w['users_per_busy_s']:,.0f}" for w in ws)
         rss = " / ".join(f"{w['peak_rss_mb']:,.0f}" for w in ws)
-        key = (r["size"], r.get("commit"))
+        key = (r["size"], code[str(r.get("commit", "?"))])
         vs = f"{base[key] / st['wall_s']:.2f}x" if key in base and st["wall_s"] else "-"
         out.append(
             f"| {r['users']:,} x {r['items']:,} | {str(r.get('commit', '?')).split()[0]} "

@@ -41,6 +41,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from provenance import library_code
+
 TARGET_USERS = 50_000_000
 TARGET_ITEMS = 1_000_000
 EVENTS_PER_USER = 40  # the synthetic logs' density, and the plan's assumption
@@ -190,12 +192,14 @@ def check_table(title: str, pred: dict[str, float], meas: dict[str, float]) -> l
 
 
 def plan_pair(results: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The 200k- and 1M-user builds on one code and one worker count (the most workers first),
-    both with the per-user stage on Ray, as the plan runs it; None if no such pair."""
-    for w in (2, 1):
+    """The 200k- and 1M-user builds on one library code and one worker count, both with the
+    per-user stage on Ray, as the plan runs it; None if no such pair. One worker first: alone
+    on this 2-core machine, its costs are its own, where two workers share the cores (and
+    their caches) with each other and the driver."""
+    for w in (1, 2):
         mid = load(results / f"sharded_medium_w{w}_cluster.json")
         big = load(results / f"sharded_large_w{w}_cluster.json")
-        if mid and big and mid.get("commit") == big.get("commit"):
+        if mid and big and library_code(mid["commit"]) == library_code(big["commit"]):
             return mid, big
     return None
 
