@@ -3,8 +3,10 @@
 Headless Chromium (``loadtest/browser.py``) opens two tabs on the server under test: the
 overview, which reloads its data every ``ui.refresh_s`` (5 s) by itself, and a second tab that
 moves through the other pages (builds, a user, an item, drift), one every ``cycle_s`` (5 s), with
-users, devices, times and items drawn from the traffic plan. So every dashboard endpoint is
-called while locust measures the API: more than one person watching the overview would cost.
+users, devices, times and items drawn from the traffic plan, the way a click on one of the
+dashboard's links moves: in the same document, through the page's own router (``ui.js``). So
+every dashboard endpoint is called while locust measures the API: more than one person watching
+the overview would cost.
 The browser runs on the machine under test, like locust; its CPU is in the step's figures.
 
 Everything a page must never do counts as an error: a console error, an uncaught exception, a
@@ -154,12 +156,17 @@ class DashboardSession:
                 self._watch(other)
                 overview.goto(f"{self.base_url}/ui")  # reloads its data by itself
                 self._started.set()
-                step = 0
+                other.goto(f"{self.base_url}{self._next_page(0)}")
+                step = 1
                 while not self._stop.is_set():
-                    other.goto(f"{self.base_url}{self._next_page(step)}")
-                    step += 1
                     # waiting inside Playwright lets it deliver both tabs' events meanwhile
                     other.wait_for_timeout(self.cycle_s * 1000)
+                    if self._stop.is_set():
+                        break
+                    # as a click on a link does: the page's script shows the next page in the
+                    # same document (ui.js ``navigate``)
+                    other.evaluate("url => window.recsysUi.navigate(url)", self._next_page(step))
+                    step += 1
                 browser.close()
         except Exception as e:  # reported by __enter__, or as an error of the step
             self._failure = e

@@ -156,6 +156,9 @@ def test_every_page_loads_with_no_console_error_and_shows_the_builds_data(
     assert p.locator("tr.answer-item").count() == 20
     assert p.locator("tr.answer-item .explain.ranker").count() == 20  # explanations shown
     assert "Candidates by source" in p.locator("main").inner_text()
+    first_source = p.locator("details").first  # its table is built when it is opened
+    first_source.locator("summary").click()
+    expect(first_source.locator("tbody tr").first).to_be_visible()
 
     loaded(p, f"{server}/ui/items?item={ids[item]}")
     assert title in p.locator("h1").inner_text()
@@ -243,6 +246,49 @@ def test_the_overview_shows_each_arms_online_metrics(
     shown = int(rows["challenger"][3].replace(",", ""))
     ctr = float(rows["challenger"][4].rstrip("%")) / 100
     assert shown >= 30 and ctr == pytest.approx(clicked / shown, abs=6e-5)
+    assert problems.seen == []
+
+
+def test_the_overview_refreshes_in_place_and_links_stay_in_the_document(
+    page: tuple[Page, Problems], server: str, built: Built
+) -> None:
+    """A refresh updates the drawn overview (its nodes stay), and moving to another page, by a
+    link, a form or the back button, loads no new document and stops the overview's refresh:
+    the browser often runs on the machine it watches (issue 16's load test)."""
+    p, problems = page
+    status = loaded(p, f"{server}/ui")
+    p.evaluate("document.querySelector('[data-view=overview]').drawnOnce = true")
+    p.evaluate("window.sameDocument = true")
+    expect(p.locator("#status")).not_to_have_text(status, timeout=15_000)  # the next refresh
+    assert p.evaluate("document.querySelector('[data-view=overview]').drawnOnce") is True
+    assert built.version in p.locator("main").inner_text()
+
+    overview_calls: list[str] = []
+    p.on("request", lambda r: overview_calls.append(r.url) if "/api/overview" in r.url else None)
+    p.click("header nav a[href='/ui/builds']")
+    p.wait_for_url(f"{server}/ui/builds")
+    expect(p.locator(f"tr[data-version='{built.version}']")).to_have_count(1)
+    assert p.title() == "recsys · Builds"
+    assert p.locator("header nav a[aria-current=page]").inner_text() == "Builds"
+
+    user = built.known_users(5)[0]
+    p.click("header nav a[href='/ui/users']")
+    p.fill("input[name=user]", user)
+    p.fill("input[name=k]", "7")
+    p.click("form button[type=submit]")
+    p.wait_for_url(f"{server}/ui/users?user={user}**")
+    expect(p.locator("tr.answer-item")).to_have_count(7)
+    p.locator("tr.answer-item a").first.click()  # an item's page
+    p.wait_for_url(f"{server}/ui/items?item=**")
+    expect(p.locator("main h1")).not_to_have_text("Item")  # its title, once its data is drawn
+
+    p.go_back()
+    p.wait_for_url(f"{server}/ui/users?user={user}**")
+    expect(p.locator("tr.answer-item")).to_have_count(7)
+    assert p.evaluate("window.sameDocument") is True  # one document all along
+    p.wait_for_timeout(5_500)  # more than ui.refresh_s since the overview's last refresh
+    assert overview_calls == []
+    assert p.locator("main h1").inner_text() == "User inspector"
     assert problems.seen == []
 
 

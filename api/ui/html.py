@@ -10,6 +10,7 @@ internet access), no framing.
 
 import hashlib
 import html
+import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -76,6 +77,16 @@ def _head(title: str, csrf: str | None) -> str:
     )
 
 
+@cache
+def pages_json() -> str:
+    """``PAGES`` for the page's script, which moves between pages without loading a new
+    document (``ui.js``): the list of pages is declared here only."""
+    return json.dumps(
+        {p: {"title": t, "page": n, "endpoint": e} for p, (t, n, e) in PAGES.items()},
+        separators=(",", ":"),
+    )
+
+
 def page(path: str, csrf: str | None, signed_in: bool) -> str:
     """The shell of the page at ``path`` (a key of ``PAGES``)."""
     title, name, endpoint = PAGES[path]
@@ -89,7 +100,8 @@ def page(path: str, csrf: str | None, signed_in: bool) -> str:
         _head(title, csrf)
         + f'<script src="{asset_url("vendor/uplot/uPlot.iife.min.js")}" defer></script>'
         + f'<script src="{asset_url("ui.js")}" defer></script>'
-        + f'</head><body data-page="{name}" data-endpoint="{endpoint}">'
+        + f'</head><body data-page="{name}" data-endpoint="{endpoint}" '
+        + f'data-pages="{html.escape(pages_json())}">'
         + f'<header><span class="brand">recsys</span><nav>{links}</nav>{sign_out}</header>'
         + f'<main id="main"><h1>{html.escape(title)}</h1>'
         + '<p id="status" class="status">Loading…</p>'

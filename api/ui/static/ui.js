@@ -1,10 +1,19 @@
 // recsys dashboard: each page fetches its one JSON endpoint and draws it. Plain DOM calls (text
 // goes in through textContent, never as HTML) and uPlot (vendored, MIT) for the charts.
+//
+// Moving between pages stays in this document (history.pushState, like any dashboard of a
+// single-page design): every page is the same shell, so loading a new document would only make
+// the browser parse, lay out and paint everything again. Measured in headless Chromium, a page
+// loaded as a new document cost 0.16 CPU-seconds; the browser often runs on the machine it
+// watches, and those bursts made the API's answers late (docs/UI.md, "The load test with the
+// dashboard open"). For the same reason the overview's refresh changes only what changed.
 "use strict";
 
 (() => {
-  const page = document.body.dataset.page;
-  const endpoint = document.body.dataset.endpoint;
+  // path -> {title, page, endpoint}: the server's one list of pages (api/ui/html.py)
+  const PAGES = JSON.parse(document.body.dataset.pages || "{}");
+  let page = document.body.dataset.page;
+  let endpoint = document.body.dataset.endpoint;
   const content = document.getElementById("content");
   const statusLine = document.getElementById("status");
 
@@ -81,15 +90,46 @@
     );
   }
 
+  // Make `current` look like `next` in place, touching only what differs: a refresh then changes
+  // a few text nodes instead of a whole page's layout and paint. Elements marked data-keep (a
+  // chart that a library draws) keep their children. For pages without event handlers: `next`'s
+  // handlers are not carried over to the nodes it updates.
+  function morph(current, next) {
+    if (current.nodeType !== next.nodeType || current.nodeName !== next.nodeName) {
+      current.replaceWith(next);
+      return;
+    }
+    if (current.nodeType === Node.TEXT_NODE) {
+      if (current.data !== next.data) current.data = next.data;
+      return;
+    }
+    if (current.nodeType !== Node.ELEMENT_NODE) return;
+    for (const { name } of [...current.attributes]) if (!next.hasAttribute(name)) current.removeAttribute(name);
+    for (const { name, value } of next.attributes) if (current.getAttribute(name) !== value) current.setAttribute(name, value);
+    if (current.dataset.keep !== undefined) return;
+    const old = [...current.childNodes];
+    const fresh = [...next.childNodes];
+    fresh.forEach((child, i) => (i < old.length ? morph(old[i], child) : current.append(child)));
+    for (const child of old.slice(fresh.length)) child.remove();
+  }
+
   // ------------------------------------------------------------------ data
 
+  // Which drawing is current: an answer that comes back after the reader moved to another page
+  // is dropped (it would draw the old page over the new one).
+  let navToken = 0;
+  class Stale extends Error {}
+
   async function getJSON(url) {
+    const token = navToken;
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (token !== navToken) throw new Stale(url);
     if (response.status === 401) {
       window.location.assign(`/ui/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
       throw new Error("signed out");
     }
     const body = await response.json().catch(() => ({}));
+    if (token !== navToken) throw new Stale(url);
     if (!response.ok) {
       const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || response.statusText);
       throw new Error(`${response.status}: ${detail}`);
@@ -193,6 +233,8 @@
 
   const pages = {};
   const liveSeries = { t: [], rps: [], p99: [] };
+  let liveChart = null; // the overview's uPlot, updated in place by each refresh
+  let refreshTimer = null;
 
   pages.overview = async function overview() {
     const d = await getJSON(endpoint);
@@ -264,7 +306,7 @@
         ],
         shares,
       ),
-      el("div", { class: "chart", id: "live-chart" }),
+      el("div", { class: "chart", id: "live-chart", dataset: { keep: "" } }),
       el("p", { class: "small muted" }, `Refreshes every ${d.refresh_s} s; the chart covers this page's refreshes. Fallbacks: cold-start is the unknown users' answer by design; ranker-timeout and redis-unavailable are degraded answers.`),
     );
 
@@ -306,12 +348,18 @@
       ? card("Inspect a user", el("p", {}, "Users of the build's audience sample: ", d.example_users.map((u, i) => [i ? ", " : "", userLink(u)])))
       : null;
 
-    content.replaceChildren(
-      el("div", { class: "grid" }, wideCard(d.experiment ? "Served builds: A/B arms" : "Served build", el("p", { class: "small muted" }, `Current build pointer (the champion's): ${d.current_build || "none"}.${d.problem && d.served.length ? ` Problem: ${d.problem}` : ""}`), served), onlineCard, trafficCard, redisCard, reportCard, examples),
-    );
+    const grid = el("div", { class: "grid", dataset: { view: "overview" } }, wideCard(d.experiment ? "Served builds: A/B arms" : "Served build", el("p", { class: "small muted" }, `Current build pointer (the champion's): ${d.current_build || "none"}.${d.problem && d.served.length ? ` Problem: ${d.problem}` : ""}`), served), onlineCard, trafficCard, redisCard, reportCard, examples);
+    const drawn = content.firstElementChild;
+    if (drawn && drawn.dataset.view === "overview") morph(drawn, grid);
+    else content.replaceChildren(grid);
     const chartBox = document.getElementById("live-chart");
-    if (liveSeries.t.length >= 2) {
-      lineChart(chartBox, {
+    if (liveSeries.t.length < 2) {
+      chartBox.replaceChildren(el("p", { class: "small muted" }, "The chart starts with the next refresh."));
+    } else if (liveChart && chartBox.contains(liveChart.root)) {
+      liveChart.setData([liveSeries.t, liveSeries.rps, liveSeries.p99]);
+    } else {
+      chartBox.replaceChildren();
+      liveChart = lineChart(chartBox, {
         x: liveSeries.t,
         series: [
           { label: "req/s", values: liveSeries.rps },
@@ -320,11 +368,9 @@
         height: 180,
         yLabel: "req/s",
       });
-    } else {
-      chartBox.append(el("p", { class: "small muted" }, "The chart starts with the next refresh."));
     }
     setStatus(`Updated ${new Date(d.generated_at * 1000).toLocaleTimeString()}`);
-    window.setTimeout(() => run(), d.refresh_s * 1000);
+    refreshTimer = window.setTimeout(() => run(), d.refresh_s * 1000);
   };
 
   // notice: what the last promotion did, kept across the redraw that follows it
@@ -500,22 +546,25 @@
           d.history,
         )
       : el("p", { class: "muted" }, d.known ? "No history." : "The build does not know this user (cold start).");
-    const sources = d.candidates.map((s) =>
-      el(
-        "details",
-        {},
-        el("summary", {}, el("strong", {}, s.source), ` ${fmt.num(s.count)} candidates · `, el("span", { class: "muted small" }, s.description)),
-        table(
-          [
-            { label: "stage-1 rank", value: (c) => c.stage1_rank + 1, num: true },
-            { label: "item", value: (c) => itemLink(c.item_id, c.title, a.arm) },
-            { label: "stage-1 score", value: (c) => fmt.num(c.stage1_score, 4), num: true },
-            { label: "sources", value: (c) => c.sources.map((n) => el("span", { class: "tag" }, n)) },
-          ],
-          s.items,
-        ),
-      ),
-    );
+    // a source's table (up to hundreds of rows) is built when its box is first opened
+    const sources = d.candidates.map((s) => {
+      const box = el("details", {}, el("summary", {}, el("strong", {}, s.source), ` ${fmt.num(s.count)} candidates · `, el("span", { class: "muted small" }, s.description)));
+      box.addEventListener("toggle", () => {
+        if (!box.open || box.querySelector("table")) return;
+        box.append(
+          table(
+            [
+              { label: "stage-1 rank", value: (c) => c.stage1_rank + 1, num: true },
+              { label: "item", value: (c) => itemLink(c.item_id, c.title, a.arm) },
+              { label: "stage-1 score", value: (c) => fmt.num(c.stage1_score, 4), num: true },
+              { label: "sources", value: (c) => c.sources.map((n) => el("span", { class: "tag" }, n)) },
+            ],
+            s.items,
+          ),
+        );
+      });
+      return box;
+    });
     content.replaceChildren(
       form,
       el(
@@ -711,15 +760,64 @@
     setStatus(`Build ${d.model_version}`);
   };
 
-  // ------------------------------------------------------------------ start
+  // ------------------------------------------------------------------ start and navigation
 
   async function run() {
+    window.clearTimeout(refreshTimer);
+    const token = ++navToken;
     try {
       await pages[page]();
     } catch (error) {
-      setStatus(error.message, true);
+      if (!(error instanceof Stale) && token === navToken) setStatus(error.message, true);
     }
   }
+
+  // Show the page at `target` in this document; any other address is loaded as usual.
+  function navigate(target, push = true) {
+    const url = new URL(target, window.location.href);
+    const entry = PAGES[url.pathname];
+    if (url.origin !== window.location.origin || !entry || !pages[entry.page]) {
+      window.location.assign(url.href);
+      return;
+    }
+    if (push) window.history.pushState(null, "", url.pathname + url.search);
+    page = entry.page;
+    endpoint = entry.endpoint;
+    Object.assign(document.body.dataset, { page, endpoint });
+    document.title = `recsys · ${entry.title}`;
+    document.querySelector("main h1").textContent = entry.title;
+    for (const link of document.querySelectorAll("header nav a")) {
+      if (link.getAttribute("href") === url.pathname) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    content.replaceChildren();
+    liveChart = null;
+    setStatus("Loading…");
+    window.scrollTo(0, 0);
+    run();
+  }
+
+  // Links to the dashboard's pages and its GET forms (the inspector's, the item page's) stay in
+  // this document; a click with a modifier key (a new tab) is left to the browser.
+  document.addEventListener("click", (event) => {
+    if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    const link = event.target instanceof Element ? event.target.closest("a[href]") : null;
+    if (!link || link.target || link.hasAttribute("download")) return;
+    const url = new URL(link.href);
+    if (url.origin !== window.location.origin || !(url.pathname in PAGES)) return;
+    event.preventDefault();
+    navigate(url);
+  });
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "get") return;
+    const url = new URL(form.action || window.location.href);
+    if (url.origin !== window.location.origin || !(url.pathname in PAGES)) return;
+    event.preventDefault();
+    url.search = new URLSearchParams(new FormData(form)).toString();
+    navigate(url);
+  });
+  window.addEventListener("popstate", () => navigate(window.location.href, false));
 
   const signOut = document.getElementById("sign-out");
   if (signOut) {
@@ -733,5 +831,5 @@
   }
 
   if (pages[page]) run();
-  window.recsysUi = { postJSON, getJSON };
+  window.recsysUi = { postJSON, getJSON, navigate };
 })();
