@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from statistics import median
 from types import TracebackType
 from typing import Self
 
@@ -138,14 +137,7 @@ class HttpDashboard:
 
     @property
     def stats(self) -> DashboardStats:
-        t = sorted(self._times)
-        return DashboardStats(
-            data_loads=len(t),
-            errors=self._errors,
-            p50_ms=round(median(t), 1) if t else None,
-            p95_ms=round(t[int(0.95 * (len(t) - 1))], 1) if t else None,
-            max_ms=round(t[-1], 1) if t else None,
-        )
+        return DashboardStats.of(self._times, self._errors)
 
 
 def main() -> None:

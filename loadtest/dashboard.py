@@ -43,6 +43,18 @@ class DashboardStats:
     max_ms: float | None = None
     problems: list[str] = field(default_factory=list)  # the first few errors, in words
 
+    @classmethod
+    def of(cls, times_ms: list[float], errors: int, problems: list[str] | None = None) -> Self:
+        """The stats of these data-load times (ms) and errors."""
+        return cls(
+            data_loads=len(times_ms),
+            errors=errors,
+            p50_ms=round(median(times_ms), 1) if times_ms else None,
+            p95_ms=round(_percentile(times_ms, 0.95), 1) if times_ms else None,
+            max_ms=round(max(times_ms), 1) if times_ms else None,
+            problems=list(problems or []),
+        )
+
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -89,15 +101,7 @@ class DashboardSession:
 
     @property
     def stats(self) -> DashboardStats:
-        times = self._times_ms
-        return DashboardStats(
-            data_loads=len(times),
-            errors=self._errors,
-            p50_ms=round(median(times), 1) if times else None,
-            p95_ms=round(_percentile(times, 0.95), 1) if times else None,
-            max_ms=round(max(times), 1) if times else None,
-            problems=list(self._problems),
-        )
+        return DashboardStats.of(self._times_ms, self._errors, self._problems)
 
     # ------------------------------------------------------------------ the browser
 

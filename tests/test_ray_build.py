@@ -19,7 +19,7 @@ from redis.cluster import RedisCluster
 from recsys.candidates.model import CandidateInputs, fit_candidate_model
 from recsys.candidates.registry import SOURCES
 from recsys.columns import Columns
-from recsys.config import Settings
+from recsys.config import RayConfig, Settings
 from recsys.data.dataset import write_dataset
 from recsys.data.load import load_dataset
 from recsys.data.movielens import convert_movielens
@@ -31,7 +31,7 @@ from recsys.ids import IdIndex
 from recsys.pipeline import run_build
 from recsys.scale.local_ray import LocalRayCluster
 from recsys.scale.ray_build import connect, write_candidates_on_ray
-from recsys.shards import write_shard
+from recsys.shards import ShardReport, write_shard
 from recsys.store.codec import decode_user_state
 from recsys.store.connect import client_for
 from recsys.store.keys import Keys
@@ -169,6 +169,20 @@ class ShardKiller(threading.Thread):
             time.sleep(0.003)
 
 
+def _write_on_ray(fitted: Fitted, version: str, cfg: RayConfig) -> list[ShardReport]:
+    """Every user's state written as build ``version`` by shards on the Ray cluster."""
+    return write_candidates_on_ray(
+        fitted.inputs,
+        fitted.batches,
+        fitted.users.keys(),
+        fitted.settings.redis_url or "",
+        fitted.settings.redis_client,
+        Keys(fitted.settings.key_prefix),
+        version,
+        cfg,
+    )
+
+
 # ---------------------------------------------------------------------- tests
 
 
@@ -186,16 +200,7 @@ def test_shard_boundaries_do_not_change_a_single_users_bytes(
             update={"address": ray_cluster.address, "users_per_shard": users_per_shard}
         )
         version = f"ray-{users_per_shard}"
-        reports = write_candidates_on_ray(
-            fitted.inputs,
-            fitted.batches,
-            users,
-            fitted.settings.redis_url or "",
-            fitted.settings.redis_client,
-            keys,
-            version,
-            cfg,
-        )
+        reports = _write_on_ray(fitted, version, cfg)
         assert len(reports) == n_shards
         assert sum(r.users for r in reports) == len(users)
         assert len({r.worker for r in reports}) == 2  # both nodes took shards
@@ -225,16 +230,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_bytes_are_the_same(
     killer = ShardKiller(ray_cluster, limit=1)
     killer.start()
     try:
-        reports = write_candidates_on_ray(
-            fitted.inputs,
-            fitted.batches,
-            users,
-            fitted.settings.redis_url or "",
-            fitted.settings.redis_client,
-            keys,
-            "retried",
-            cfg,
-        )
+        reports = _write_on_ray(fitted, "retried", cfg)
     finally:
         killer.stop.set()
         killer.join()

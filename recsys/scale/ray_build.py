@@ -120,8 +120,7 @@ def write_candidates_on_ray(
     ray = _import_ray()
     if cfg.address is None:
         raise BuildError("no Ray address: set --ray-address or RECSYS_RAY__ADDRESS")
-    connected_here = connect(cfg.address)
-    try:
+    with ray_session(cfg.address):
         return _run(
             ray,
             inputs,
@@ -134,9 +133,6 @@ def write_candidates_on_ray(
             cfg,
             on_written,
         )
-    finally:
-        if connected_here:
-            ray.shutdown()
 
 
 def _run(
